@@ -1,0 +1,28 @@
+"""bridge: run WSGI apps under ASGI servers, and ASGI apps under WSGI servers."""
+
+from __future__ import annotations
+
+from .errors import (
+    AppExitError,
+    BadRequestError,
+    BridgeError,
+    ClientDisconnected,
+    HopByHopHeaderError,
+    InvalidScopeError,
+    ResponseError,
+)
+from .wsgi_to_asgi import WsgiToAsgi
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AppExitError",
+    "BadRequestError",
+    "BridgeError",
+    "ClientDisconnected",
+    "HopByHopHeaderError",
+    "InvalidScopeError",
+    "ResponseError",
+    "WsgiToAsgi",
+    "__version__",
+]

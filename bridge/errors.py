@@ -1,0 +1,69 @@
+"""The exceptions bridge raises.
+
+Every error bridge raises on its own account derives from :class:`BridgeError`, so a
+user can catch "anything the adapter objected to" in one place. Errors raised by the
+wrapped application itself are never wrapped: the bridge is transparent to them.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AppExitError",
+    "BadRequestError",
+    "BridgeError",
+    "ClientDisconnected",
+    "HopByHopHeaderError",
+    "InvalidScopeError",
+    "ResponseError",
+]
+
+
+class BridgeError(Exception):
+    """Base class of every error bridge raises on its own account."""
+
+
+class InvalidScopeError(BridgeError, ValueError):
+    """The ASGI server handed over a scope or message that breaks the ASGI spec.
+
+    This is a bug in the server or in middleware in front of the bridge, not in the app.
+    """
+
+
+class BadRequestError(BridgeError, ValueError):
+    """The client's request cannot be turned into a WSGI environ.
+
+    For example, too many repeated headers of one name, or two different
+    ``Content-Length`` values. The adapter answers these with 400 Bad Request.
+    """
+
+
+class ResponseError(BridgeError):
+    """The wrapped app broke the response protocol (PEP 3333 or ASGI).
+
+    A bad status line, a header that cannot be encoded, a body chunk that is not
+    ``bytes``, no ``start_response`` call, and the like. The message names the rule.
+    """
+
+
+class HopByHopHeaderError(ResponseError):
+    """The app set a hop-by-hop header (``Connection``, ``Transfer-Encoding``, ...).
+
+    Only raised in strict mode; by default such headers are dropped with a warning,
+    because the server owns the connection and its framing.
+    """
+
+
+class ClientDisconnected(BridgeError, OSError):
+    """The client went away before the request or response was complete.
+
+    An ``OSError`` subclass, as PEP 3333 servers (mod_wsgi, werkzeug) and ASGI 2.4
+    servers raise, so code that already handles ``OSError`` keeps working.
+    """
+
+
+class AppExitError(BridgeError):
+    """The app raised ``SystemExit`` or ``KeyboardInterrupt`` while handling a request.
+
+    Converted to an ordinary exception so that one request cannot stop the server:
+    the server answers 500 and keeps serving. The original is the ``__cause__``.
+    """

@@ -1,0 +1,167 @@
+"""Pure HTTP rules shared by both adapters: status lines, response headers, hop-by-hop.
+
+No threads and no I/O here (a test holds this rule), so every rule is unit-tested in
+microseconds.
+"""
+
+from __future__ import annotations
+
+import re
+from http import HTTPStatus
+from typing import Iterable, NamedTuple
+
+from .errors import HopByHopHeaderError, ResponseError
+
+__all__ = [
+    "HOP_BY_HOP",
+    "EncodedHeaders",
+    "encode_response_headers",
+    "parse_content_length",
+    "parse_status",
+    "status_line",
+]
+
+# RFC 9110 section 7.6.1, plus the names WSGI's wsgiref treats as hop-by-hop.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+# RFC 9110 section 5.6.2: a header name is a token.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Any control character but horizontal tab; CR and LF would let an app inject headers.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def parse_status(status: object) -> int:
+    """Return the code of a PEP 3333 status line such as ``"200 OK"``.
+
+    A bare ``"200"`` is accepted (the reason phrase is lost in ASGI anyway). 1xx codes
+    are refused: an ASGI ``http.response.start`` cannot carry an interim response.
+    """
+    if type(status) is not str:
+        raise ResponseError(
+            f"the status passed to start_response() must be a str like '200 OK', "
+            f"not {type(status).__name__}: {status!r}"
+        )
+    code = status[:3]
+    if (
+        len(code) != 3
+        or not (code.isascii() and code.isdigit())
+        or (len(status) > 3 and status[3] != " ")
+        or _CONTROL.search(status)
+    ):
+        raise ResponseError(
+            f"invalid status line {status!r}: PEP 3333 wants three digits, a space "
+            f"and a reason phrase, like '200 OK'"
+        )
+    value = int(code)
+    if value < 200:
+        if value < 100:
+            raise ResponseError(f"invalid status code {value} in {status!r}: codes start at 100")
+        raise ResponseError(
+            f"status {status!r} is an informational (1xx) response, which a WSGI app "
+            f"cannot send through ASGI; the server handles 100-continue and upgrades"
+        )
+    return value
+
+
+def parse_content_length(value: str) -> int:
+    """Parse a Content-Length value; raise ``ValueError`` unless it is a plain decimal."""
+    value = value.strip()
+    if not (value.isascii() and value.isdigit()):
+        raise ValueError(f"Content-Length must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+class EncodedHeaders(NamedTuple):
+    """Response headers ready for ``http.response.start``."""
+
+    headers: list[tuple[bytes, bytes]]
+    content_length: int | None
+    dropped: list[str]
+
+
+def encode_response_headers(headers: Iterable[object], *, strict: bool = False) -> EncodedHeaders:
+    """Check and encode the header list an app passed to ``start_response``.
+
+    Names must be RFC 9110 tokens and values latin-1 text without control characters
+    (CR/LF would allow header injection). Names are lower-cased, as ASGI requires;
+    repeated headers such as ``Set-Cookie`` keep their order. Hop-by-hop headers are
+    dropped and reported in ``dropped`` (or refused, when ``strict``): the server owns
+    the connection and its framing.
+    """
+    if not isinstance(headers, (list, tuple)):
+        raise ResponseError(
+            f"the headers passed to start_response() must be a list of (name, value) "
+            f"tuples, not {type(headers).__name__}"
+        )
+    encoded: list[tuple[bytes, bytes]] = []
+    dropped: list[str] = []
+    content_length: int | None = None
+    for item in headers:
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise ResponseError(f"each response header must be a (name, value) tuple, got {item!r}")
+        name, value = item
+        if type(name) is not str or type(value) is not str:
+            raise ResponseError(f"response header names and values must be str (latin-1 text), got {item!r}")
+        if not _TOKEN.fullmatch(name):
+            raise ResponseError(f"invalid response header name {name!r}: it must be an RFC 9110 token")
+        if _CONTROL.search(value):
+            raise ResponseError(
+                f"response header {name!r} has a control character (CR, LF, ...) in its "
+                f"value {value!r}; refusing it, as it could inject headers"
+            )
+        try:
+            raw_value = value.strip(" \t").encode("latin-1")
+        except UnicodeEncodeError:
+            raise ResponseError(
+                f"response header {name!r} has a value that is not latin-1: {value!r}; "
+                f"PEP 3333 header values are latin-1 text (encode other text first, "
+                f"for example as RFC 8187 or percent-encoding)"
+            ) from None
+        lower = name.lower()
+        if lower in HOP_BY_HOP:
+            if strict:
+                raise HopByHopHeaderError(
+                    f"the app set the hop-by-hop header {name!r}; the server owns the "
+                    f"connection and its framing, so WSGI apps must not set it (PEP 3333)"
+                )
+            dropped.append(name)
+            continue
+        if lower == "content-length":
+            try:
+                length = parse_content_length(value)
+            except ValueError as exc:
+                raise ResponseError(f"invalid Content-Length header from the app: {exc}") from None
+            if content_length is not None and content_length != length:
+                raise ResponseError(
+                    f"the app set two different Content-Length headers: {content_length} and {length}"
+                )
+            if content_length is not None:
+                continue
+            content_length = length
+            raw_value = str(length).encode("ascii")
+        encoded.append((lower.encode("ascii"), raw_value))
+    return EncodedHeaders(encoded, content_length, dropped)
+
+
+_STATUS_LINES: dict[int, str] = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
+
+
+def status_line(code: int) -> str:
+    """A PEP 3333 status line for an integer code, never with an empty reason phrase."""
+    try:
+        return _STATUS_LINES[code]
+    except KeyError:
+        return f"{code} Unknown"

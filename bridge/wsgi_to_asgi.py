@@ -1,0 +1,572 @@
+"""WsgiToAsgi: run a PEP 3333 app under an ASGI server.
+
+The WSGI app runs in a worker thread from a pool the adapter owns. The translation
+rules live in the pure modules (:mod:`bridge.environ`, :mod:`bridge.http`); this
+module is the concurrency glue: which side runs what, and how the two sides wait.
+
+Per request, in the common case, there is one loop-to-thread round trip: the worker
+calls the app and iterates until the first non-empty chunk (a list or tuple is drained
+whole), then returns to the loop, which sends the response. Only a streaming
+iterable costs more: its remaining chunks are sent from the worker, each one waiting
+for the ASGI server's ``send`` (that wait is the backpressure).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+from anyio import from_thread
+
+from ._types import Environ, ExcInfo, Message, Receive, Scope, Send, WriteCallable, WSGIApp
+from .environ import DEFAULT_MAX_DUPLICATE_HEADERS, build_environ
+from .errors import AppExitError, BadRequestError, ClientDisconnected, InvalidScopeError, ResponseError
+from .http import encode_response_headers, parse_content_length, parse_status
+from .wsgi_streams import ErrorStream, StreamingInput
+
+__all__ = ["DEFAULT_MAX_THREADS", "WsgiToAsgi"]
+
+logger = logging.getLogger("bridge.wsgi_to_asgi")
+
+DEFAULT_MAX_THREADS = 40
+
+_NO_BODY_STATUSES = frozenset({204, 304})
+# Chunks of a finished response up to this size go out as one http.response.body.
+_JOIN_LIMIT = 256 * 1024
+
+
+class WsgiToAsgi:
+    """An ASGI 3 application that serves a WSGI application.
+
+    :param wsgi_app: the PEP 3333 application.
+    :param max_threads: how many requests may run the WSGI app at once. The pool is
+        the adapter's own (never anyio's process-wide default), so WSGI traffic cannot
+        starve other users of worker threads.
+    :param strict: raise :class:`~bridge.errors.HopByHopHeaderError` when the app sets
+        a hop-by-hop header, instead of dropping it with a warning.
+    :param max_duplicate_headers: requests repeating one header more often are answered
+        with 400 Bad Request.
+    :param on_startup: callables run in a worker thread on ASGI lifespan startup.
+    :param on_shutdown: callables run in a worker thread on ASGI lifespan shutdown.
+    """
+
+    def __init__(
+        self,
+        wsgi_app: WSGIApp,
+        *,
+        max_threads: int = DEFAULT_MAX_THREADS,
+        strict: bool = False,
+        max_duplicate_headers: int = DEFAULT_MAX_DUPLICATE_HEADERS,
+        on_startup: Sequence[Callable[[], object]] = (),
+        on_shutdown: Sequence[Callable[[], object]] = (),
+    ) -> None:
+        if max_threads < 1:
+            raise ValueError(f"max_threads must be at least 1, got {max_threads}")
+        if max_duplicate_headers < 1:
+            raise ValueError(f"max_duplicate_headers must be at least 1, got {max_duplicate_headers}")
+        self.wsgi_app = wsgi_app
+        self.max_threads = max_threads
+        self.strict = strict
+        self.max_duplicate_headers = max_duplicate_headers
+        self.on_startup = tuple(on_startup)
+        self.on_shutdown = tuple(on_shutdown)
+        # One limiter per event loop: anyio's primitives belong to the loop that made them.
+        self._limiter: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar(
+            f"bridge.WsgiToAsgi.limiter.{id(self):x}"
+        )
+
+    def _get_limiter(self) -> anyio.CapacityLimiter:
+        try:
+            return self._limiter.get()
+        except LookupError:
+            limiter = anyio.CapacityLimiter(self.max_threads)
+            self._limiter.set(limiter)
+            return limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            kind = scope["type"]
+        except (KeyError, TypeError):
+            raise InvalidScopeError(
+                f"an ASGI scope must be a dict with a 'type' key, got {scope!r}"
+            ) from None
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await _refuse_websocket(receive, send)
+        else:
+            raise InvalidScopeError(
+                f"WsgiToAsgi cannot serve an ASGI scope of type {kind!r}; a WSGI app speaks only HTTP"
+            )
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        errors = ErrorStream()
+        try:
+            environ = build_environ(
+                scope,
+                errors=errors,
+                multithread=self.max_threads > 1,
+                max_duplicate_headers=self.max_duplicate_headers,
+            )
+        except BadRequestError as exc:
+            logger.warning("answering 400 Bad Request: %s", exc)
+            await _send_simple(send, 400, b"Bad Request\n")
+            return
+
+        message = await receive()
+        kind = message.get("type")
+        if kind == "http.disconnect":
+            return  # the client left before the request began: nothing to run
+        if kind != "http.request":
+            raise InvalidScopeError(f"expected an http.request message from receive(), got {kind!r}")
+        body = message.get("body", b"")
+        limit: int | None = None
+        if "CONTENT_LENGTH" in environ:
+            try:
+                limit = parse_content_length(environ["CONTENT_LENGTH"])
+            except ValueError as exc:
+                logger.warning("answering 400 Bad Request: %s", exc)
+                await _send_simple(send, 400, b"Bad Request\n")
+                return
+        exchange = _Exchange(
+            self.wsgi_app, environ, send, errors, self.strict, anyio.get_cancelled_exc_class()
+        )
+        if message.get("more_body", False):
+            reader = _BodyReader(receive, exchange)
+            stream = StreamingInput(body, reader.pull, limit)
+            environ["wsgi.input"] = stream
+            exchange.body_complete = stream.at_eof
+            exchange.input_stream = stream
+        else:
+            if limit is not None and len(body) > limit:
+                body = body[:limit]
+            environ["wsgi.input"] = io.BytesIO(body)
+            exchange.body_complete = True
+
+        limiter = self._get_limiter()
+        try:
+            chunks, finished = await anyio.to_thread.run_sync(exchange.run_app, limiter=limiter)
+            if finished:
+                if exchange.content_length is None and not exchange.headers_sent:
+                    exchange.add_content_length(environ["REQUEST_METHOD"], sum(map(len, chunks)))
+                await exchange.send_chunks(chunks, more_body=False)
+            else:
+                await exchange.send_chunks(chunks, more_body=True)
+                await self._stream(exchange, receive, limiter)
+        except ClientDisconnected as exc:
+            logger.debug("client disconnected: %s", exc)
+            return
+        finally:
+            if exchange.needs_close:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(exchange.close_iterable, True, limiter=limiter)
+        if exchange.handled_error is not None:
+            # The app answered its own error with start_response(..., exc_info); that
+            # response went out whole. Re-raise so the server logs it, as uvicorn would.
+            error, exchange.handled_error = exchange.handled_error, None
+            raise error
+
+    async def _stream(self, exchange: _Exchange, receive: Receive, limiter: anyio.CapacityLimiter) -> None:
+        """Send the rest of a streaming iterable, watching for the client leaving."""
+        error: BaseException | None = None
+        async with anyio.create_task_group() as tg:
+            if exchange.body_complete or (exchange.input_stream is not None and exchange.input_stream.at_eof):
+                # Servers on ASGI spec < 2.4 (uvicorn) make send() a no-op once the client
+                # is gone; only http.disconnect from receive() tells us to stop.
+                tg.start_soon(_watch_disconnect, receive, exchange)
+            try:
+                await anyio.to_thread.run_sync(exchange.stream_rest, limiter=limiter)
+            except BaseException as exc:
+                error = exc
+            finally:
+                tg.cancel_scope.cancel()
+        if error is not None:
+            raise error
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            kind = message.get("type")
+            if kind == "lifespan.startup":
+                phase, hooks = "startup", self.on_startup
+            elif kind == "lifespan.shutdown":
+                phase, hooks = "shutdown", self.on_shutdown
+            else:
+                raise InvalidScopeError(f"unexpected lifespan message {kind!r}")
+            try:
+                for hook in hooks:
+                    await anyio.to_thread.run_sync(hook)
+            except Exception as exc:
+                logger.exception("lifespan %s hook failed", phase)
+                await send({"type": f"lifespan.{phase}.failed", "message": f"{type(exc).__name__}: {exc}"})
+                return
+            await send({"type": f"lifespan.{phase}.complete"})
+            if phase == "shutdown":
+                return
+
+
+class _BodyReader:
+    """The loop side of a streaming ``wsgi.input``: the one consumer of ``receive()``
+    until the body is complete."""
+
+    __slots__ = ("exchange", "receive")
+
+    def __init__(self, receive: Receive, exchange: _Exchange) -> None:
+        self.receive = receive
+        self.exchange = exchange
+
+    def pull(self) -> tuple[bytes, bool]:
+        """Called in the worker thread: the next body chunk, and whether more follows."""
+        result: tuple[bytes, bool] = self.exchange.to_loop(self._next)
+        return result
+
+    async def _next(self) -> tuple[bytes, bool]:
+        message = await self.receive()
+        kind = message.get("type")
+        if kind == "http.request":
+            more = bool(message.get("more_body", False))
+            if not more:
+                self.exchange.body_complete = True
+            return message.get("body", b""), more
+        if kind == "http.disconnect":
+            self.exchange.disconnected = True
+            raise ClientDisconnected("the client disconnected before sending the whole request body")
+        raise InvalidScopeError(f"expected http.request or http.disconnect from receive(), got {kind!r}")
+
+
+class _Exchange:
+    """One request's response state, shared by the loop and a worker thread.
+
+    The two sides never touch it at the same time: the loop waits while the worker
+    runs, and the worker blocks while the loop sends on its behalf. The one exception,
+    ``disconnected``, is a flag the loop sets and the worker only reads.
+    """
+
+    __slots__ = (
+        "app",
+        "body_complete",
+        "cancelled_exc",
+        "complete",
+        "content_length",
+        "disconnected",
+        "environ",
+        "errors",
+        "handled_error",
+        "headers",
+        "headers_sent",
+        "input_stream",
+        "iterable",
+        "iterator",
+        "needs_close",
+        "send",
+        "sent",
+        "started",
+        "status",
+        "strict",
+        "wrote",
+    )
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        environ: Environ,
+        send: Send,
+        errors: ErrorStream,
+        strict: bool,
+        cancelled_exc: type[BaseException],
+    ) -> None:
+        self.app = app
+        self.environ = environ
+        self.send = send
+        self.errors = errors
+        self.strict = strict
+        self.cancelled_exc = cancelled_exc
+        self.status: int | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.content_length: int | None = None
+        self.started = False  # start_response was called, even if it then raised
+        self.headers_sent = False
+        self.wrote = False
+        self.sent = 0  # body bytes accepted so far, for Content-Length
+        self.complete = False  # Content-Length reached
+        self.disconnected = False
+        self.body_complete = False
+        self.input_stream: StreamingInput | None = None
+        self.iterable: Iterable[bytes] | None = None
+        self.iterator: Iterator[bytes] | None = None
+        self.needs_close = False
+        self.handled_error: BaseException | None = None
+
+    # -- the PEP 3333 callables, run in the worker ------------------------------------
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> WriteCallable:
+        if exc_info is not None:
+            try:
+                if self.headers_sent:
+                    # Too late to change the response: PEP 3333 says re-raise.
+                    raise exc_info[1].with_traceback(exc_info[2])  # type: ignore[union-attr]
+                self.handled_error = exc_info[1]
+            finally:
+                exc_info = None
+        elif self.started:
+            raise ResponseError(
+                "start_response() was called a second time without exc_info; PEP 3333 allows "
+                "a second call only to replace the headers after an error"
+            )
+        # PEP 3333: record the call first, validate second, so a failed call still counts.
+        self.started = True
+        self.status = None
+        code = parse_status(status)
+        encoded = encode_response_headers(headers, strict=self.strict)
+        if encoded.dropped:
+            logger.warning(
+                "dropped hop-by-hop response header(s) %s set by the WSGI app; "
+                "the server manages the connection",
+                ", ".join(encoded.dropped),
+            )
+        self.status = code
+        self.headers = encoded.headers
+        self.content_length = encoded.content_length
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """PEP 3333's ``write()``: send the data before returning."""
+        if not isinstance(data, bytes):
+            raise ResponseError(f"write() takes bytes, not {type(data).__name__}")
+        if self.status is None:
+            raise ResponseError("write() was called before a successful start_response()")
+        if self.complete and data:
+            raise ResponseError(f"write() past the declared Content-Length of {self.content_length} bytes")
+        self.wrote = True
+        data = self._clip(data)
+        self.to_loop(self._send_body, data, True)
+
+    # -- the worker's side --------------------------------------------------------------
+
+    def run_app(self) -> tuple[list[bytes], bool]:
+        """Call the app and iterate up to the first non-empty chunk.
+
+        Returns the chunks to send first and whether the response is finished (and the
+        iterable closed). A list or tuple is drained whole, so the loop can send it in
+        one go. Runs in a worker thread.
+        """
+        try:
+            iterable: Any = self.app(self.environ, self.start_response)
+            self.iterable = iterable
+            self.needs_close = hasattr(iterable, "close")
+            if isinstance(iterable, (bytes, bytearray, str)):
+                raise ResponseError(
+                    f"the WSGI app returned {type(iterable).__name__} instead of an iterable of "
+                    f"bytes; return [body] instead"
+                )
+            chunks: list[bytes] = []
+            if type(iterable) is list or type(iterable) is tuple:
+                for chunk in iterable:
+                    if self._accept(chunk):
+                        chunks.append(self._clip(chunk))
+                        if self.complete:
+                            break
+                finished = True
+            else:
+                try:
+                    iterator = iter(iterable)
+                except TypeError:
+                    raise ResponseError(
+                        f"the WSGI app returned {type(iterable).__name__}, which is not iterable"
+                    ) from None
+                self.iterator = iterator
+                finished = True
+                for chunk in iterator:
+                    if self._accept(chunk):
+                        chunks.append(self._clip(chunk))
+                        finished = self.complete
+                        break
+            if self.status is None:
+                raise ResponseError(_NO_START_RESPONSE)
+            if finished:
+                self._close_and_check()
+            return chunks, finished
+        except BaseException as exc:
+            self.close_iterable(True)
+            _reraise_app_error(exc)
+            raise  # pragma: no cover - _reraise_app_error always raises
+
+    def stream_rest(self) -> None:
+        """Send the remaining chunks of a streaming iterable. Runs in a worker thread."""
+        assert self.iterator is not None
+        iterator = self.iterator
+        try:
+            while not self.complete:
+                if self.disconnected:
+                    logger.debug("client disconnected; stopped iterating the response")
+                    return
+                try:
+                    from_thread.check_cancelled()
+                except self.cancelled_exc:
+                    return
+                try:
+                    chunk = next(iterator)
+                except StopIteration:
+                    break
+                if self._accept(chunk):
+                    self.to_loop(self._send_body, self._clip(chunk), True)
+            self._warn_if_short()
+            self.to_loop(self._send_body, b"", False)
+        except ClientDisconnected as exc:
+            logger.debug("stopped streaming the response: %s", exc)
+        except BaseException as exc:
+            self.close_iterable(True)
+            _reraise_app_error(exc)
+        finally:
+            self.close_iterable(True)
+
+    def to_loop(self, func: Callable[..., Any], *args: Any) -> Any:
+        """Run an async function on the event loop and wait for it, from the worker."""
+        try:
+            return from_thread.run(func, *args)
+        except ClientDisconnected:
+            raise
+        except OSError as exc:
+            # ASGI spec 2.4: send() raises an OSError subclass once the client is gone.
+            self.disconnected = True
+            raise ClientDisconnected(f"the client disconnected ({exc})") from exc
+        except self.cancelled_exc:
+            self.disconnected = True
+            raise ClientDisconnected("the ASGI server cancelled the request") from None
+
+    def close_iterable(self, log_errors: bool) -> None:
+        """Call the iterable's ``close()`` once, whatever happened (PEP 3333)."""
+        self.errors.flush()
+        if not self.needs_close:
+            return
+        self.needs_close = False
+        try:
+            self.iterable.close()  # type: ignore[union-attr]
+        except Exception:
+            if not log_errors:
+                raise
+            logger.exception("the WSGI response iterable's close() raised")
+
+    def _close_and_check(self) -> None:
+        self._warn_if_short()
+        self.close_iterable(False)
+
+    def _accept(self, chunk: object) -> bool:
+        """Check one chunk from the iterable; True if it carries body bytes."""
+        if type(chunk) is not bytes and not isinstance(chunk, bytes):
+            raise ResponseError(
+                f"the WSGI app yielded {type(chunk).__name__}; response body chunks must be bytes"
+            )
+        if not chunk:
+            return False
+        if self.status is None:
+            raise ResponseError(_NO_START_RESPONSE)
+        return True
+
+    def _clip(self, chunk: bytes) -> bytes:
+        """Never send more than the Content-Length the app declared."""
+        if self.content_length is None:
+            return chunk
+        room = self.content_length - self.sent
+        if len(chunk) >= room:
+            chunk = chunk[:room]
+            self.complete = True
+        self.sent += len(chunk)
+        return chunk
+
+    def _warn_if_short(self) -> None:
+        if (
+            self.content_length is not None
+            and self.sent < self.content_length
+            and self.environ["REQUEST_METHOD"] != "HEAD"
+        ):
+            logger.warning(
+                "the WSGI app declared Content-Length %d but sent only %d bytes; the server "
+                "will close the connection",
+                self.content_length,
+                self.sent,
+            )
+
+    # -- the loop's side ----------------------------------------------------------------
+
+    def add_content_length(self, method: str, length: int) -> None:
+        """The whole body is known: say how long it is, so the server needs no chunking."""
+        if method != "HEAD" and self.status not in _NO_BODY_STATUSES:
+            self.headers.append((b"content-length", str(length).encode("ascii")))
+
+    async def send_chunks(self, chunks: list[bytes], *, more_body: bool) -> None:
+        if len(chunks) > 1 and sum(map(len, chunks)) <= _JOIN_LIMIT:
+            # Fewer, larger messages: each send() is a trip through the server's protocol.
+            chunks = [b"".join(chunks)]
+        last = len(chunks) - 1
+        if last < 0:
+            await self._send_body(b"", more_body)
+            return
+        for index, chunk in enumerate(chunks):
+            await self._send_body(chunk, more_body or index != last)
+
+    async def _send_body(self, data: bytes, more_body: bool) -> None:
+        if self.disconnected:
+            raise ClientDisconnected("the client disconnected")
+        try:
+            if not self.headers_sent:
+                self.headers_sent = True
+                await self.send(
+                    {"type": "http.response.start", "status": self.status, "headers": self.headers}
+                )
+            if data or not more_body:
+                await self.send({"type": "http.response.body", "body": data, "more_body": more_body})
+        except OSError as exc:
+            self.disconnected = True
+            raise ClientDisconnected(f"the client disconnected ({exc})") from exc
+
+
+_NO_START_RESPONSE = (
+    "the WSGI app returned or yielded body data without a successful call to start_response()"
+)
+
+
+def _reraise_app_error(exc: BaseException) -> None:
+    """Re-raise an error from the app; process-ending ones become ordinary errors, so
+    one request can never stop the server."""
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        raise AppExitError(
+            f"the WSGI app raised {type(exc).__name__} while handling a request; the server keeps running"
+        ) from exc
+    raise exc
+
+
+async def _watch_disconnect(receive: Receive, exchange: _Exchange) -> None:
+    while not exchange.disconnected:
+        message: Message = await receive()
+        if message.get("type") == "http.disconnect":
+            exchange.disconnected = True
+
+
+async def _refuse_websocket(receive: Receive, send: Send) -> None:
+    # Closing before accepting makes the server answer the handshake with 403.
+    message = await receive()
+    if message.get("type") == "websocket.connect":
+        await send({"type": "websocket.close", "code": 1000})
+
+
+async def _send_simple(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode("ascii")),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
