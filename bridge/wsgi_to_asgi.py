@@ -13,6 +13,7 @@ for the ASGI server's ``send`` (that wait is the backpressure).
 
 from __future__ import annotations
 
+import contextvars
 import io
 import logging
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -151,7 +152,9 @@ class WsgiToAsgi:
 
         limiter = self._get_limiter()
         try:
-            chunks, finished = await anyio.to_thread.run_sync(exchange.run_app, limiter=limiter)
+            chunks, finished = await anyio.to_thread.run_sync(
+                exchange.context.run, exchange.run_app, limiter=limiter
+            )
             if finished:
                 if exchange.content_length is None and not exchange.headers_sent:
                     exchange.add_content_length(environ["REQUEST_METHOD"], sum(map(len, chunks)))
@@ -165,7 +168,9 @@ class WsgiToAsgi:
         finally:
             if exchange.needs_close:
                 with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(exchange.close_iterable, True, limiter=limiter)
+                    await anyio.to_thread.run_sync(
+                        exchange.context.run, exchange.close_iterable, True, limiter=limiter
+                    )
         if exchange.handled_error is not None:
             # The app answered its own error with start_response(..., exc_info); that
             # response went out whole. Re-raise so the server logs it, as uvicorn would.
@@ -181,7 +186,7 @@ class WsgiToAsgi:
                 # is gone; only http.disconnect from receive() tells us to stop.
                 tg.start_soon(_watch_disconnect, receive, exchange)
             try:
-                await anyio.to_thread.run_sync(exchange.stream_rest, limiter=limiter)
+                await anyio.to_thread.run_sync(exchange.context.run, exchange.stream_rest, limiter=limiter)
             except BaseException as exc:
                 error = exc
             finally:
@@ -254,6 +259,7 @@ class _Exchange:
         "cancelled_exc",
         "complete",
         "content_length",
+        "context",
         "disconnected",
         "environ",
         "errors",
@@ -287,6 +293,10 @@ class _Exchange:
         self.errors = errors
         self.strict = strict
         self.cancelled_exc = cancelled_exc
+        # One context for the whole request, as under a WSGI server's single thread:
+        # context variables the app sets while called (Flask's request context in a
+        # stream_with_context generator) are still there while iterating and in close().
+        self.context = contextvars.copy_context()
         self.status: int | None = None
         self.headers: list[tuple[bytes, bytes]] = []
         self.content_length: int | None = None
