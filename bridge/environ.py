@@ -16,6 +16,7 @@ from urllib.parse import quote, unquote_to_bytes
 
 from ._types import Environ, Scope
 from .errors import BadRequestError, BridgeError, InvalidScopeError
+from .wsgi_streams import FileWrapper
 
 __all__ = ["DEFAULT_MAX_DUPLICATE_HEADERS", "build_environ", "text_to_wsgi", "wsgi_to_text"]
 
@@ -92,6 +93,7 @@ def _build(scope: Scope, errors: Any, multithread: bool, max_duplicates: int) ->
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
         "wsgi.input_terminated": True,
+        "wsgi.file_wrapper": FileWrapper,
         "asgi.scope": scope,
     }
     _add_headers(environ, scope.get("headers") or (), max_duplicates)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import logging
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.errors import ClientDisconnected
-from bridge.wsgi_streams import ErrorStream, StreamingInput
+from bridge.wsgi_streams import ErrorStream, FileWrapper, StreamingInput
 
 
 class Pulls:
@@ -158,3 +159,30 @@ def test_error_stream_works_as_logging_handler_stream(caplog: pytest.LogCaptureF
     finally:
         app_logger.removeHandler(handler)
     assert "from the app" in [r.getMessage() for r in caplog.records]
+
+
+def test_file_wrapper(tmp_path: Path) -> None:
+    path = tmp_path / "data.bin"
+    data = bytes(range(256)) * 1000
+    path.write_bytes(data)
+    handle = path.open("rb")
+    handle.seek(10)
+    wrapper = FileWrapper(handle, 4096)
+    chunks = list(wrapper)
+    assert b"".join(chunks) == data[10:]
+    assert all(len(c) >= 64 * 1024 for c in chunks[:-1])
+    wrapper.close()
+    assert handle.closed
+
+
+def test_file_wrapper_without_close() -> None:
+    class Source:
+        def __init__(self) -> None:
+            self.parts = [b"ab", b""]
+
+        def read(self, size: int) -> bytes:
+            return self.parts.pop(0)
+
+    wrapper = FileWrapper(Source())  # type: ignore[arg-type]
+    assert list(wrapper) == [b"ab"]
+    assert not hasattr(wrapper, "close")
