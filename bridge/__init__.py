@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .asgi_to_wsgi import AsgiToWsgi
 from .errors import (
     AppExitError,
     BadRequestError,
@@ -9,6 +10,7 @@ from .errors import (
     ClientDisconnected,
     HopByHopHeaderError,
     InvalidScopeError,
+    LifespanError,
     ResponseError,
 )
 from .wsgi_to_asgi import WsgiToAsgi
@@ -17,11 +19,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AppExitError",
+    "AsgiToWsgi",
     "BadRequestError",
     "BridgeError",
     "ClientDisconnected",
     "HopByHopHeaderError",
     "InvalidScopeError",
+    "LifespanError",
     "ResponseError",
     "WsgiToAsgi",
     "__version__",

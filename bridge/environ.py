@@ -18,7 +18,14 @@ from ._types import Environ, Scope
 from .errors import BadRequestError, BridgeError, InvalidScopeError
 from .wsgi_streams import FileWrapper
 
-__all__ = ["DEFAULT_MAX_DUPLICATE_HEADERS", "build_environ", "text_to_wsgi", "wsgi_to_text"]
+__all__ = [
+    "DEFAULT_MAX_DUPLICATE_HEADERS",
+    "build_environ",
+    "build_scope",
+    "http_version_from_protocol",
+    "text_to_wsgi",
+    "wsgi_to_text",
+]
 
 DEFAULT_MAX_DUPLICATE_HEADERS = 100
 
@@ -239,3 +246,99 @@ def _add_tls(environ: Environ, tls: Mapping[str, Any]) -> None:
         environ["SSL_CLIENT_VERIFY"] = "SUCCESS" if not error else f"FAILED:{error}"
     else:
         environ["SSL_CLIENT_VERIFY"] = "NONE"
+
+
+# -- environ -> scope (AsgiToWsgi) -----------------------------------------------------
+
+_HTTP_VERSIONS = {"1.0": "1.0", "1.1": "1.1", "2": "2", "2.0": "2", "3": "3", "3.0": "3", "0.9": "1.0"}
+_NOT_HEADERS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
+
+
+def http_version_from_protocol(protocol: object) -> str:
+    """``SERVER_PROTOCOL`` -> ASGI ``http_version``; never fails on odd CGI values."""
+    if not isinstance(protocol, str) or not protocol:
+        return "1.0"
+    version = protocol[5:] if protocol[:5].upper() == "HTTP/" else protocol
+    return _HTTP_VERSIONS.get(version.strip(), "1.1")
+
+
+def _int_or_none(value: object) -> int | None:
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
+def _raw_path_from_environ(environ: Environ, full: str) -> bytes | None:
+    """The request target's path as received, if it agrees with SCRIPT_NAME+PATH_INFO.
+
+    Middleware such as werkzeug's DispatcherMiddleware rewrites PATH_INFO and leaves
+    REQUEST_URI stale; a raw_path that disagrees would mislead the app, so it is
+    left out then.
+    """
+    uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if not uri or not isinstance(uri, str):
+        return None
+    target = uri.partition("?")[0]
+    if "://" in target:  # absolute-form: drop scheme://authority
+        target = "/" + target.split("://", 1)[1].partition("/")[2]
+    try:
+        raw = target.encode("latin-1")
+    except UnicodeEncodeError:
+        return None
+    if unquote_to_bytes(raw) != full.encode("latin-1"):
+        return None
+    return raw
+
+
+def build_scope(environ: Environ) -> Scope:
+    """Build an ASGI ``http`` scope from a PEP 3333 environ.
+
+    The environ stays reachable as ``scope["wsgi_environ"]`` for what ASGI has no key
+    for (``REMOTE_USER``, ``SSL_*``, ...). Raises :class:`BadRequestError` for a
+    request the ASGI app cannot be given faithfully.
+    """
+    script_name = environ.get("SCRIPT_NAME", "") or ""
+    full = script_name + (environ.get("PATH_INFO", "") or "")
+    method = environ.get("REQUEST_METHOD") or ""
+    if not method:
+        raise BadRequestError("the WSGI environ has no REQUEST_METHOD")
+    scheme = environ.get("wsgi.url_scheme") or "http"
+
+    headers: list[tuple[bytes, bytes]] = []
+    for key, value in environ.items():
+        if key[:5] == "HTTP_" and key not in _NOT_HEADERS:
+            headers.append((key[5:].lower().replace("_", "-").encode("latin-1"), value.encode("latin-1")))
+    content_type = environ.get("CONTENT_TYPE")
+    if content_type:
+        headers.append((b"content-type", content_type.encode("latin-1")))
+    content_length = environ.get("CONTENT_LENGTH")
+    if content_length:
+        headers.append((b"content-length", content_length.encode("latin-1")))
+
+    server_name = environ.get("SERVER_NAME")
+    server = [server_name, _int_or_none(environ.get("SERVER_PORT"))] if server_name else None
+    remote = environ.get("REMOTE_ADDR")
+    client = None
+    if remote:
+        port = _int_or_none(environ.get("REMOTE_PORT"))
+        client = [remote, port if port is not None else 0]
+
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": http_version_from_protocol(environ.get("SERVER_PROTOCOL")),
+        "method": method.upper(),
+        "scheme": scheme,
+        "path": wsgi_to_text(full) or "/",
+        "raw_path": _raw_path_from_environ(environ, full),
+        "query_string": (environ.get("QUERY_STRING") or "").encode("latin-1"),
+        "root_path": wsgi_to_text(script_name),
+        "headers": headers,
+        "server": server,
+        "client": client,
+        "extensions": {},
+        "wsgi_environ": environ,
+    }

@@ -14,6 +14,7 @@ __all__ = [
     "ClientDisconnected",
     "HopByHopHeaderError",
     "InvalidScopeError",
+    "LifespanError",
     "ResponseError",
 ]
 
@@ -67,3 +68,9 @@ class AppExitError(BridgeError):
     Converted to an ordinary exception so that one request cannot stop the server:
     the server answers 500 and keeps serving. The original is the ``__cause__``.
     """
+
+
+class LifespanError(BridgeError):
+    """The ASGI app's lifespan startup failed (``lifespan.startup.failed``, an error
+    with ``lifespan="on"``, or a timeout). Every request is refused with this error
+    rather than served by a half-started app."""

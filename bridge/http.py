@@ -15,6 +15,8 @@ from .errors import HopByHopHeaderError, ResponseError
 __all__ = [
     "HOP_BY_HOP",
     "EncodedHeaders",
+    "decode_asgi_headers",
+    "parse_asgi_status",
     "encode_response_headers",
     "parse_content_length",
     "parse_status",
@@ -165,3 +167,49 @@ def status_line(code: int) -> str:
         return _STATUS_LINES[code]
     except KeyError:
         return f"{code} Unknown"
+
+
+def parse_asgi_status(status: object) -> str:
+    """An ASGI ``http.response.start`` status -> a PEP 3333 status line."""
+    if type(status) is not int:
+        raise ResponseError(f"http.response.start 'status' must be an int, got {status!r}")
+    if not 200 <= status <= 999:
+        if 100 <= status < 200:
+            raise ResponseError(f"status {status} is an informational (1xx) response, which WSGI cannot send")
+        raise ResponseError(f"invalid HTTP status {status} in http.response.start")
+    return status_line(status)
+
+
+def decode_asgi_headers(headers: Iterable[object]) -> list[tuple[str, str]]:
+    """ASGI response headers (byte pairs) -> PEP 3333 ``(str, str)`` pairs.
+
+    Hop-by-hop headers are dropped: the WSGI server owns the connection and its
+    framing (the ASGI spec says servers ignore an app's Transfer-Encoding, and
+    wsgiref refuses such headers outright).
+    """
+    decoded: list[tuple[str, str]] = []
+    try:
+        for pair in headers:
+            name: object
+            value: object
+            name, value = pair  # type: ignore[misc]
+            if not isinstance(name, (bytes, bytearray)) or not isinstance(value, (bytes, bytearray)):
+                raise ResponseError(
+                    f"ASGI response header names and values must be bytes, got {(name, value)!r}"
+                )
+            text_name = name.decode("latin-1")
+            if text_name.lower() in HOP_BY_HOP:
+                continue
+            if not _TOKEN.fullmatch(text_name):
+                raise ResponseError(f"invalid response header name {bytes(name)!r}")
+            text_value = value.decode("latin-1")
+            if _CONTROL.search(text_value):
+                raise ResponseError(
+                    f"response header {text_name!r} has a control character (CR, LF, ...) in its value"
+                )
+            decoded.append((text_name, text_value))
+    except (TypeError, ValueError) as exc:
+        raise ResponseError(
+            f"ASGI response headers must be an iterable of [name, value] pairs: {exc}"
+        ) from exc
+    return decoded

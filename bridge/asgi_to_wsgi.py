@@ -1,0 +1,539 @@
+"""AsgiToWsgi: run an ASGI app under a PEP 3333 server.
+
+The ASGI app runs on one event loop in a background thread (asyncio or trio, through
+an anyio portal). Each WSGI call submits the app as a task on that loop and then
+blocks on a thread-safe queue of response events that the app's ``send()`` fills.
+The translation rules live in the pure modules (:mod:`bridge.environ`,
+:mod:`bridge.http`); this module is the concurrency glue.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import threading
+import weakref
+from concurrent.futures import Future
+from typing import Any, Iterable, Iterator
+
+import anyio
+import anyio.to_thread
+from anyio.from_thread import BlockingPortal
+from asgiref.compatibility import guarantee_single_callable
+
+from ._types import ASGIApp, Environ, Message, Scope, StartResponse
+from .environ import build_scope
+from .errors import (
+    AppExitError,
+    BadRequestError,
+    BridgeError,
+    ClientDisconnected,
+    LifespanError,
+    ResponseError,
+)
+from .http import decode_asgi_headers, parse_asgi_status, parse_content_length
+from .lifespan import Lifespan
+from .loop_thread import LoopThread
+
+__all__ = ["AsgiToWsgi"]
+
+logger = logging.getLogger("bridge.asgi_to_wsgi")
+
+_DISCONNECT: Message = {"type": "http.disconnect"}
+_READ_CHUNK = 64 * 1024
+# How long a blocked WSGI thread waits before checking that the loop thread lives.
+_POLL = 1.0
+
+# Response events, loop -> WSGI thread.
+_START, _BODY, _ERROR, _END = "start", "body", "error", "end"
+
+
+class AsgiToWsgi:
+    """A PEP 3333 application that serves an ASGI application.
+
+    :param asgi_app: an ASGI 3 app (an ASGI 2 double-callable is accepted too).
+    :param lifespan: ``"auto"`` runs the app's lifespan if it supports it; ``"on"``
+        requires it; ``"off"`` never runs it.
+    :param backend: ``"asyncio"`` or ``"trio"``, the loop the app runs on.
+    :param backend_options: passed to :func:`anyio.run` (e.g. ``{"use_uvloop": True}``).
+    :param startup_timeout: seconds lifespan startup may take.
+    :param shutdown_timeout: seconds lifespan shutdown may take.
+    :param disconnect_grace: seconds an app gets to finish after its client left,
+        before its task is cancelled.
+    :param max_buffer: response bytes the app may send ahead of the WSGI server
+        before its ``send()`` waits (backpressure).
+    :param preload_body: request bodies of at most this many bytes, with a known
+        length, are read before the app starts and handed over in one message.
+    """
+
+    def __init__(
+        self,
+        asgi_app: Any,
+        *,
+        lifespan: str = "auto",
+        backend: str = "asyncio",
+        backend_options: dict[str, Any] | None = None,
+        startup_timeout: float = 60.0,
+        shutdown_timeout: float = 30.0,
+        disconnect_grace: float = 1.0,
+        max_buffer: int = 256 * 1024,
+        preload_body: int = 64 * 1024,
+    ) -> None:
+        if lifespan not in ("auto", "on", "off"):
+            raise ValueError(f"lifespan must be 'auto', 'on' or 'off', got {lifespan!r}")
+        if backend not in ("asyncio", "trio"):
+            raise ValueError(f"backend must be 'asyncio' or 'trio', got {backend!r}")
+        self.app: ASGIApp = guarantee_single_callable(asgi_app)  # type: ignore[no-untyped-call]
+        self.lifespan_mode = lifespan
+        self.backend = backend
+        self.backend_options = backend_options
+        self.startup_timeout = startup_timeout
+        self.shutdown_timeout = shutdown_timeout
+        self.disconnect_grace = disconnect_grace
+        self.max_buffer = max_buffer
+        self.preload_body = preload_body
+        self._reset()
+        _live_adapters.add(self)
+
+    def _reset(self) -> None:
+        """Fresh per-process state: at construction, and in a child after fork()."""
+        self._lock = threading.Lock()
+        self._loop = LoopThread(self.backend, self.backend_options)
+        self._lifespan: Lifespan | None = None
+        self._startup_error: LifespanError | None = None
+        self._ready = False
+        self._read_limiter: anyio.CapacityLimiter | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def state(self) -> dict[str, Any] | None:
+        """The lifespan state, once startup completed (None without lifespan)."""
+        lifespan = self._lifespan
+        return lifespan.state if lifespan is not None and lifespan.supported else None
+
+    def start(self) -> None:
+        """Start the loop and run lifespan startup now rather than on the first request.
+
+        Raises :class:`~bridge.errors.LifespanError` if startup fails.
+        """
+        self._portal()
+
+    def _portal(self) -> BlockingPortal:
+        portal = self._loop.portal
+        if self._ready and portal is not None and not self._loop.forked():
+            if self._startup_error is not None:
+                raise self._startup_error
+            return portal
+        with self._lock:
+            if self._loop.forked():
+                self._reset()
+            if not self._ready or self._loop.portal is None:
+                portal = self._loop.start()
+                self._read_limiter = portal.call(_make_limiter)
+                if self.lifespan_mode != "off":
+                    self._lifespan = Lifespan(
+                        self.app,
+                        mode=self.lifespan_mode,
+                        startup_timeout=self.startup_timeout,
+                        shutdown_timeout=self.shutdown_timeout,
+                    )
+                    try:
+                        self._lifespan.startup(portal)
+                    except LifespanError as exc:
+                        logger.error("%s; every request will fail until the app is fixed", exc)
+                        self._startup_error = exc
+                self._ready = True
+            if self._startup_error is not None:
+                raise self._startup_error
+            assert self._loop.portal is not None
+            return self._loop.portal
+
+    def close(self) -> None:
+        """Run lifespan shutdown and stop the event loop thread. Safe to call twice;
+        a later request starts everything again."""
+        with self._lock:
+            if not self._ready or self._loop.forked():
+                return
+            if self._lifespan is not None:
+                self._lifespan.shutdown()
+            self._loop.stop()
+            self._ready = False
+
+    def __enter__(self) -> AsgiToWsgi:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the WSGI callable -----------------------------------------------------------------
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        portal = self._portal()
+        try:
+            scope = build_scope(environ)
+            body = _RequestBody.from_environ(environ, self.preload_body)
+        except BadRequestError as exc:
+            logger.warning("answering 400 Bad Request: %s", exc)
+            start_response(
+                "400 Bad Request", [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "12")]
+            )
+            return [b"Bad Request\n"]
+        lifespan = self._lifespan
+        if lifespan is not None and lifespan.supported:
+            scope["state"] = dict(lifespan.state)
+        assert self._read_limiter is not None
+        call = _Call(self, scope, body, portal, self._read_limiter)
+        call.future = portal.start_task_soon(call.run, name="bridge request")
+        return call.respond(start_response)
+
+
+async def _make_limiter() -> anyio.CapacityLimiter:
+    # Reading wsgi.input blocks, so it happens in worker threads of the loop; a pool
+    # of our own keeps the app's own to_thread calls from competing with it.
+    return anyio.CapacityLimiter(64)
+
+
+async def _set_event(event: anyio.Event) -> None:
+    event.set()
+
+
+class _RequestBody:
+    """Reads ``wsgi.input`` for the app's ``receive()``: never past Content-Length,
+    to EOF only when the server says the stream ends there (``wsgi.input_terminated``)."""
+
+    __slots__ = ("done", "preloaded", "remaining", "stream", "truncated")
+
+    def __init__(self, stream: Any, remaining: int | None, preloaded: bytes | None, truncated: bool) -> None:
+        self.stream = stream
+        self.remaining = remaining  # None: read until EOF
+        self.preloaded = preloaded
+        self.truncated = truncated
+        self.done = False
+
+    @classmethod
+    def from_environ(cls, environ: Environ, preload: int) -> _RequestBody:
+        stream = environ.get("wsgi.input")
+        raw_length = environ.get("CONTENT_LENGTH")
+        length: int | None
+        if raw_length:
+            try:
+                length = parse_content_length(str(raw_length))
+            except ValueError as exc:
+                raise BadRequestError(str(exc)) from None
+        elif environ.get("wsgi.input_terminated"):
+            length = None  # chunked upload: the server's stream ends at the body's end
+        else:
+            length = 0  # PEP 3333: without CONTENT_LENGTH there is no body to read
+        if stream is None or length == 0:
+            return cls(None, 0, b"", False)
+        if length is not None and length <= preload:
+            # Small and complete: read it here, hand it over in one message.
+            data = _read_exactly(stream, length)
+            return cls(None, 0, data, len(data) < length)
+        return cls(stream, length, None, False)
+
+    async def next_message(self, limiter: anyio.CapacityLimiter) -> Message:
+        if self.preloaded is not None:
+            data, self.preloaded = self.preloaded, None
+            self.done = True
+            if self.truncated:
+                return _DISCONNECT
+            return {"type": "http.request", "body": data, "more_body": False}
+        data, more, truncated = await anyio.to_thread.run_sync(self._read, limiter=limiter)
+        if truncated:
+            self.done = True
+            return _DISCONNECT
+        if not more:
+            self.done = True
+        return {"type": "http.request", "body": data, "more_body": more}
+
+    def _read(self) -> tuple[bytes, bool, bool]:
+        size = _READ_CHUNK if self.remaining is None else min(_READ_CHUNK, self.remaining)
+        try:
+            data = self.stream.read(size)
+        except Exception as exc:
+            logger.debug("reading the request body failed: %r", exc)
+            return b"", False, True
+        if self.remaining is None:
+            return data, bool(data), False
+        if not data:
+            return b"", False, True  # the client left before the whole body arrived
+        self.remaining -= len(data)
+        return data, self.remaining > 0, False
+
+
+def _read_exactly(stream: Any, length: int) -> bytes:
+    chunks = []
+    remaining = length
+    try:
+        while remaining > 0:
+            data = stream.read(remaining)
+            if not data:
+                break
+            chunks.append(data)
+            remaining -= len(data)
+    except Exception as exc:
+        logger.debug("reading the request body failed: %r", exc)
+    return b"".join(chunks)
+
+
+class _Call:
+    """One request: the app's task on the loop, and the WSGI thread waiting on it."""
+
+    def __init__(
+        self,
+        adapter: AsgiToWsgi,
+        scope: Scope,
+        body: _RequestBody,
+        portal: BlockingPortal,
+        limiter: anyio.CapacityLimiter,
+    ) -> None:
+        self.app = adapter.app
+        self.loop = adapter._loop
+        self.grace = adapter.disconnect_grace
+        self.limit = adapter.max_buffer
+        self.scope = scope
+        self.body = body
+        self.portal = portal
+        self.limiter = limiter
+        self.head = scope["method"] == "HEAD"
+        self.events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.buffered = 0
+        self.space: anyio.Event | None = None
+        self.start_seen = False
+        self.finished = False  # the final body message was sent
+        self.aborted = False  # the WSGI server closed the response early: client gone
+        self.task_ended = threading.Event()
+        self.future: Future[None] | None = None
+
+    # -- on the loop -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.response_over = anyio.Event()
+        try:
+            await self.app(self.scope, self.receive, self.send)
+        except anyio.get_cancelled_exc_class():
+            self.events.put((_END,))
+            raise
+        except BaseException as exc:
+            error: BaseException = exc
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                error = AppExitError(
+                    f"the ASGI app raised {type(exc).__name__} while handling a request; "
+                    f"the server keeps running"
+                )
+                error.__cause__ = exc
+            if self.finished:
+                logger.error("the ASGI app raised after its response was complete", exc_info=error)
+            elif self.aborted:
+                if isinstance(error, OSError):
+                    logger.debug("the ASGI app stopped after its client left: %r", error)
+                else:
+                    logger.error("the ASGI app raised after its client left", exc_info=error)
+            self.events.put((_ERROR, error))
+        else:
+            self.events.put((_END,))
+        finally:
+            self.task_ended.set()
+
+    async def receive(self) -> Message:
+        if self.aborted:
+            return _DISCONNECT
+        if not self.body.done:
+            return await self.body.next_message(self.limiter)
+        # The whole body was delivered: http.disconnect comes only once the response
+        # is complete or the client has gone (ASGI www spec, "Disconnect").
+        await self.response_over.wait()
+        return _DISCONNECT
+
+    async def send(self, message: Message) -> None:
+        if self.aborted:
+            raise ClientDisconnected("the client disconnected")
+        try:
+            kind = message["type"]
+        except (KeyError, TypeError):
+            raise ResponseError(
+                f"an ASGI message must be a dict with a 'type' key, got {message!r}"
+            ) from None
+        if kind == "http.response.body":
+            if not self.start_seen:
+                raise ResponseError("the ASGI app sent http.response.body before http.response.start")
+            if self.finished:
+                return  # ASGI: messages after the final body are ignored
+            body = message.get("body", b"")
+            if type(body) is not bytes:
+                if not isinstance(body, (bytes, bytearray, memoryview)):
+                    raise ResponseError(f"http.response.body 'body' must be bytes, got {type(body).__name__}")
+                body = bytes(body)
+            more = bool(message.get("more_body", False))
+            if not more:
+                self.finished = True
+                self.response_over.set()
+            if self.head:
+                body = b""  # the server would write it: WSGI leaves HEAD to the app
+            self.events.put((_BODY, body, more))
+            if body:
+                await self._reserve(len(body), wait=more)
+        elif kind == "http.response.start":
+            if self.start_seen:
+                raise ResponseError("the ASGI app sent http.response.start twice")
+            if "status" not in message:
+                raise ResponseError("http.response.start has no 'status'")
+            status = parse_asgi_status(message["status"])
+            headers = decode_asgi_headers(message.get("headers", ()))
+            self.start_seen = True
+            self.events.put((_START, status, headers))
+        elif kind == "http.response.trailers":
+            return  # never advertised; WSGI has no trailers
+        else:
+            raise ResponseError(f"unsupported ASGI message type {kind!r} for an http scope")
+
+    async def _reserve(self, size: int, *, wait: bool) -> None:
+        """Account for buffered bytes; wait while the WSGI side is too far behind."""
+        with self.lock:
+            self.buffered += size
+            if not wait or self.buffered <= self.limit:
+                return
+            event = self.space = anyio.Event()
+        await event.wait()
+        if self.aborted:
+            raise ClientDisconnected("the client disconnected")
+
+    async def _abort(self) -> None:
+        self.aborted = True
+        self.response_over.set()
+        space = self.space
+        if space is not None:
+            space.set()
+
+    # -- in the WSGI thread ----------------------------------------------------------------
+
+    def _next_event(self) -> tuple[Any, ...]:
+        while True:
+            try:
+                return self.events.get(timeout=_POLL)
+            except queue.Empty:
+                if not self.loop.running and not self.task_ended.is_set():
+                    raise BridgeError("the event loop thread running the ASGI app has stopped") from None
+
+    def _consumed(self, size: int) -> None:
+        with self.lock:
+            self.buffered -= size
+            event = self.space
+            if event is None or self.buffered > self.limit:
+                return
+            self.space = None
+        self.portal.start_task_soon(_set_event, event)
+
+    def respond(self, start_response: StartResponse) -> Iterable[bytes]:
+        """Wait for the status, headers and first body bytes; then start the response."""
+        status: str | None = None
+        headers: list[tuple[str, str]] = []
+        chunks: list[bytes] = []
+        complete = False
+        while True:
+            event = self._next_event()
+            kind = event[0]
+            if kind is _BODY:
+                data, more = event[1], event[2]
+                if data:
+                    self._consumed(len(data))
+                    chunks.append(data)
+                if not more:
+                    complete = True
+                    break
+                if data:
+                    break
+            elif kind is _START:
+                status, headers = event[1], event[2]
+            elif kind is _ERROR:
+                raise event[1]
+            else:  # _END
+                if status is None:
+                    raise ResponseError("the ASGI app returned without sending http.response.start")
+                complete = True
+                break
+        assert status is not None
+        start_response(status, headers)
+        if complete:
+            # The whole body is here: a one-element list lets the server set Content-Length.
+            return [b"".join(chunks)] if not self.head else []
+        return _ResponseIterator(self, chunks)
+
+    def abort(self) -> None:
+        """The client is gone: tell the app, give it a grace period, then cancel it."""
+        try:
+            self.portal.call(self._abort)
+        except Exception:  # the loop is gone; nothing is left to tell
+            return
+        if not self.task_ended.wait(self.grace) and self.future is not None:
+            logger.warning("cancelling the ASGI app's task: its client left %s s ago", self.grace)
+            self.future.cancel()
+            self.task_ended.wait(self.grace)
+
+
+class _ResponseIterator:
+    """The streaming response handed to the WSGI server."""
+
+    __slots__ = ("call", "done", "pending")
+
+    def __init__(self, call: _Call, pending: list[bytes]) -> None:
+        self.call = call
+        self.pending = pending
+        self.done = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if self.pending:
+            return self.pending.pop(0)
+        call = self.call
+        while not self.done:
+            event = call._next_event()
+            kind = event[0]
+            if kind is _BODY:
+                data, more = event[1], event[2]
+                if not more:
+                    self.done = True
+                if data:
+                    call._consumed(len(data))
+                    return bytes(data)
+            elif kind is _ERROR:
+                self.done = True
+                raise event[1]
+            elif kind is _END:
+                self.done = True  # returned after start without a final body: end here
+        raise StopIteration
+
+    def close(self) -> None:
+        if not self.done:
+            self.done = True
+            self.call.abort()
+
+
+# -- process-wide: fork and exit ------------------------------------------------------------
+
+_live_adapters: weakref.WeakSet[AsgiToWsgi] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for adapter in list(_live_adapters):
+        adapter._reset()
+
+
+def _close_all_at_exit() -> None:
+    for adapter in list(_live_adapters):
+        try:
+            adapter.close()
+        except Exception:
+            logger.exception("closing %r at exit failed", adapter)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_close_all_at_exit)
