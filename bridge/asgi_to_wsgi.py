@@ -45,6 +45,8 @@ _DISCONNECT: Message = {"type": "http.disconnect"}
 _READ_CHUNK = 64 * 1024
 # How long a blocked WSGI thread waits before checking that the loop thread lives.
 _POLL = 1.0
+# How long close() waits, beyond the grace period, for a cancelled task to end.
+_CANCEL_WAIT = 5.0
 
 # Response events, loop -> WSGI thread.
 _START, _BODY, _ERROR, _END = "start", "body", "error", "end"
@@ -314,6 +316,7 @@ class _Call:
 
     async def run(self) -> None:
         self.response_over = anyio.Event()
+        self.ended = anyio.Event()
         try:
             await self.app(self.scope, self.receive, self.send)
         except anyio.get_cancelled_exc_class():
@@ -330,7 +333,7 @@ class _Call:
             if self.finished:
                 logger.error("the ASGI app raised after its response was complete", exc_info=error)
             elif self.aborted:
-                if isinstance(error, OSError):
+                if _caused_by_disconnect(error):
                     logger.debug("the ASGI app stopped after its client left: %r", error)
                 else:
                     logger.error("the ASGI app raised after its client left", exc_info=error)
@@ -338,6 +341,7 @@ class _Call:
         else:
             self.events.put((_END,))
         finally:
+            self.ended.set()
             self.task_ended.set()
 
     async def receive(self) -> Message:
@@ -403,12 +407,17 @@ class _Call:
         if self.aborted:
             raise ClientDisconnected("the client disconnected")
 
-    async def _abort(self) -> None:
+    async def _abort_then_cancel(self) -> None:
         self.aborted = True
         self.response_over.set()
         space = self.space
         if space is not None:
             space.set()
+        with anyio.move_on_after(self.grace):
+            await self.ended.wait()
+        if not self.ended.is_set() and self.future is not None:
+            logger.warning("cancelling the ASGI app's task: its client left %s s ago", self.grace)
+            self.future.cancel()
 
     # -- in the WSGI thread ----------------------------------------------------------------
 
@@ -434,7 +443,7 @@ class _Call:
         status: str | None = None
         headers: list[tuple[str, str]] = []
         chunks: list[bytes] = []
-        complete = False
+        complete = head_cut = False
         while True:
             event = self._next_event()
             kind = event[0]
@@ -448,6 +457,11 @@ class _Call:
                     break
                 if data:
                     break
+                if self.head:
+                    # No body bytes will ever come for HEAD, and an endless stream would
+                    # hold the headers forever: answer now, and let the app go.
+                    head_cut = True
+                    break
             elif kind is _START:
                 status, headers = event[1], event[2]
             elif kind is _ERROR:
@@ -459,21 +473,26 @@ class _Call:
                 break
         assert status is not None
         start_response(status, headers)
+        if head_cut:
+            self.abort(wait=False)
+            return []
         if complete:
             # The whole body is here: a one-element list lets the server set Content-Length.
             return [b"".join(chunks)] if not self.head else []
         return _ResponseIterator(self, chunks)
 
-    def abort(self) -> None:
-        """The client is gone: tell the app, give it a grace period, then cancel it."""
+    def abort(self, *, wait: bool) -> None:
+        """The client is gone: tell the app, give it a grace period, then cancel it.
+
+        With ``wait``, block until the app's task has ended (the server is closing the
+        response, and nothing of the request should outlive that).
+        """
         try:
-            self.portal.call(self._abort)
+            self.portal.start_task_soon(self._abort_then_cancel)
         except Exception:  # the loop is gone; nothing is left to tell
             return
-        if not self.task_ended.wait(self.grace) and self.future is not None:
-            logger.warning("cancelling the ASGI app's task: its client left %s s ago", self.grace)
-            self.future.cancel()
-            self.task_ended.wait(self.grace)
+        if wait and not self.task_ended.wait(self.grace + _CANCEL_WAIT):
+            logger.warning("the ASGI app's task did not end after it was cancelled")
 
 
 class _ResponseIterator:
@@ -513,7 +532,20 @@ class _ResponseIterator:
     def close(self) -> None:
         if not self.done:
             self.done = True
-            self.call.abort()
+            self.call.abort(wait=True)
+
+
+def _caused_by_disconnect(error: BaseException) -> bool:
+    """True if the error comes from the client leaving, even when the app wrapped our
+    ClientDisconnected in an exception of its own (Starlette does)."""
+    seen = 0
+    current: BaseException | None = error
+    while current is not None and seen < 8:
+        if isinstance(current, OSError):
+            return True
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False
 
 
 # -- process-wide: fork and exit ------------------------------------------------------------

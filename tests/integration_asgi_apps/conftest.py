@@ -1,0 +1,395 @@
+"""Real WSGI servers running ASGI apps through ``AsgiToWsgi``: start, wait, stop.
+
+Every server is a subprocess bound to 127.0.0.1 on a free port, in its own process group,
+with cwd at the repository root so ``tests.integration_asgi_apps.<module>:app`` imports.
+Readiness is polled with a deadline (an HTTP health route, or a TCP connect where no
+request may reach the app before the test's own). Teardown sends SIGTERM, so the lifespan
+shutdown runs and can be checked, then kills the process group and waits, whatever the
+outcome of the tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = "tests.integration_asgi_apps"
+FASTAPI_APP = f"{PACKAGE}.fastapi_app:app"
+STARLETTE_APP = f"{PACKAGE}.starlette_app:app"
+
+#: Timeout of every client call, in seconds: generous, the machine may be loaded.
+CLIENT_TIMEOUT = 15.0
+#: How long a server may take to become ready.
+STARTUP_DEADLINE = 30.0
+#: How long a server may take to exit after SIGTERM before its process group is killed.
+STOP_GRACE = 15.0
+#: gunicorn's own limit for a graceful stop (below STOP_GRACE).
+GUNICORN_GRACEFUL = 8
+
+BACKENDS = ("asyncio", "trio")
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A port that was free a moment ago: bind port 0 on 127.0.0.1, read it, close."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: Callable[[], T], *, timeout: float, what: str, interval: float = 0.02) -> T:
+    """Poll ``check`` until it returns something truthy, or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """What to run. ``kind``: gunicorn-sync, gunicorn-gthread, waitress or werkzeug."""
+
+    kind: str
+    app: str = FASTAPI_APP
+    backend: str = "asyncio"
+    workers: int = 2
+    threads: int = 4
+    preload: bool = False
+    ready: str = "http"  # "http": GET /health answers 200; "tcp": the port accepts
+    graceful_timeout: int = GUNICORN_GRACEFUL
+
+    @property
+    def id(self) -> str:
+        parts = [self.kind]
+        if self.kind.startswith("gunicorn"):
+            parts.append(f"w{self.workers}")
+            if self.kind == "gunicorn-gthread":
+                parts.append(f"t{self.threads}")
+            if self.preload:
+                parts.append("preload")
+        elif self.kind == "waitress":
+            parts.append(f"t{self.threads}")
+        parts.append(self.backend)
+        return "-".join(parts)
+
+    @property
+    def is_gunicorn(self) -> bool:
+        return self.kind.startswith("gunicorn")
+
+    def command(self, port: int) -> list[str]:
+        if self.is_gunicorn:
+            cmd = [
+                sys.executable, "-m", "gunicorn",
+                "--bind", f"127.0.0.1:{port}",
+                "--workers", str(self.workers),
+                "--worker-class", self.kind.split("-", 1)[1],
+                "--graceful-timeout", str(self.graceful_timeout),
+                "--timeout", "60",
+                "--log-level", "info",
+                "--no-control-socket",
+            ]  # fmt: skip
+            if self.kind == "gunicorn-gthread":
+                cmd += ["--threads", str(self.threads)]
+            if self.preload:
+                cmd.append("--preload")
+            return [*cmd, self.app]
+        if self.kind in ("waitress", "werkzeug"):
+            return [
+                sys.executable,
+                "-m",
+                f"{PACKAGE}.serve",
+                self.kind,
+                self.app,
+                str(port),
+                str(self.threads),
+            ]
+        raise ValueError(f"unknown server kind {self.kind!r}")
+
+
+@dataclass
+class Server:
+    spec: ServerSpec
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    markers: Path
+    returncode: int | None = field(default=None)
+    terminated: bool = field(default=False)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        kwargs.setdefault("timeout", CLIENT_TIMEOUT)
+        return httpx.Client(base_url=self.base_url, **kwargs)
+
+    def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
+        kwargs.setdefault("timeout", CLIENT_TIMEOUT)
+        return httpx.AsyncClient(base_url=self.base_url, **kwargs)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, chars: int = 6000) -> str:
+        text = self.log()
+        return text[-chars:]
+
+    # -- markers written by the app processes ----------------------------------------------
+
+    def marker(self, name: str) -> Path:
+        return self.markers / name
+
+    def has_marker(self, name: str) -> bool:
+        return (self.markers / name).exists()
+
+    def read_marker(self, name: str) -> Any:
+        return json.loads((self.markers / name).read_text())
+
+    def wait_marker(self, name: str, timeout: float = 10.0) -> Any:
+        wait_for(lambda: self.has_marker(name), timeout=timeout, what=f"marker {name!r} from {self.spec.id}")
+        return self.read_marker(name)
+
+    def lifecycle(self, phase: str) -> dict[int, list[dict[str, Any]]]:
+        """pid -> the ``startup``/``shutdown`` events recorded by that process."""
+        events: dict[int, list[dict[str, Any]]] = {}
+        for path in self.markers.glob(f"{phase}-*"):
+            pid = int(path.name.split("-", 1)[1])
+            events[pid] = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return events
+
+    def touch_marker(self, name: str) -> None:
+        self.marker(name).write_text("{}")
+
+    # -- lifecycle of the process -------------------------------------------------------------
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def terminate(self) -> None:
+        """Send SIGTERM once (a second one may mean "hurry up" to some servers)."""
+        if not self.terminated:
+            self.terminated = True
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+
+    def stop(self) -> int | None:
+        """SIGTERM, wait up to STOP_GRACE, then SIGKILL the group. Returns the exit code
+        after SIGTERM (None when it had to be killed). Safe to call twice."""
+        if self.returncode is not None or self.process.returncode is not None:
+            self._kill_group()
+            return self.returncode if self.returncode is not None else self.process.returncode
+        self.terminate()
+        try:
+            self.returncode = self.process.wait(STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            self.returncode = None
+        self._kill_group()
+        return self.returncode
+
+    def _kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(10)
+
+
+def _port_in_use(log: str) -> bool:
+    lowered = log.lower()
+    return "address already in use" in lowered or "errno 98" in lowered
+
+
+def _is_ready(server: Server) -> bool:
+    if server.spec.ready == "tcp":
+        try:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=1.0):
+                return True
+        except OSError:
+            return False
+    try:
+        response = httpx.get(server.url("/health"), timeout=2.0)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
+def start_server(spec: ServerSpec, workdir: Path) -> Server:
+    """Start a server and wait until it is ready; fail with its log if it is not."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    markers_dir = workdir / "markers"
+    markers_dir.mkdir(exist_ok=True)
+    for attempt in range(3):
+        port = free_port()
+        log_path = workdir / f"server-{attempt}.log"
+        env = dict(os.environ)
+        env.update(
+            {
+                "BRIDGE_TEST_BACKEND": spec.backend,
+                "BRIDGE_TEST_MARKERS": str(markers_dir),
+                "PYTHONUNBUFFERED": "1",
+                "PYTHONPATH": str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+            }
+        )
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                spec.command(port),
+                cwd=REPO_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        server = Server(spec, port, process, log_path, markers_dir)
+        deadline = time.monotonic() + STARTUP_DEADLINE
+        while True:
+            if not server.alive():
+                server.stop()
+                if _port_in_use(server.log()) and attempt < 2:
+                    break  # somebody took the port between our probe and the bind: retry
+                pytest.fail(
+                    f"{spec.id} exited with {process.returncode} before it was ready; "
+                    f"log:\n{server.log_tail()}"
+                )
+            if _is_ready(server):
+                return server
+            if time.monotonic() > deadline:
+                server.stop()
+                pytest.fail(f"{spec.id} was not ready within {STARTUP_DEADLINE} s; log:\n{server.log_tail()}")
+            time.sleep(0.05)
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def running(spec: ServerSpec, workdir: Path) -> Iterator[Server]:
+    server = start_server(spec, workdir)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[[ServerSpec], Server]]:
+    """Start servers for one test; every one is stopped (and its group killed) at the end."""
+    servers: list[Server] = []
+
+    def start(spec: ServerSpec) -> Server:
+        server = start_server(spec, tmp_path / f"{spec.id}-{len(servers)}")
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def module_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """Body of the module-scoped server fixtures: ``request.param`` is a ServerSpec."""
+    spec: ServerSpec = request.param
+    with running(spec, tmp_path_factory.mktemp(spec.id)) as server:
+        yield server
+    check_clean_exit(server)
+
+
+def check_clean_exit(server: Server) -> None:
+    """After stop(): exit code 0, and a lifespan shutdown in every process that started one."""
+    startups, shutdowns = server.lifecycle("startup"), server.lifecycle("shutdown")
+    if server.returncode != 0 or set(startups) != set(shutdowns):
+        pytest.fail(
+            f"{server.spec.id} did not stop cleanly on SIGTERM: exit code {server.returncode}, "
+            f"lifespan startup in {sorted(startups)}, shutdown in {sorted(shutdowns)}; "
+            f"log:\n{server.log_tail()}"
+        )
+
+
+# -- raw HTTP over a socket: abrupt disconnects, chunked uploads, exact HEAD framing ---------
+
+
+def raw_connect(server: Server, timeout: float = CLIENT_TIMEOUT) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
+
+
+def read_until_eof(sock: socket.socket, limit: int = 64 * 1024 * 1024) -> bytes:
+    """Read until the server closes (the socket's timeout bounds every wait)."""
+    chunks = []
+    total = 0
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)
+        total += len(data)
+        if total > limit:
+            raise AssertionError(f"more than {limit} bytes without EOF")
+
+
+def read_head(sock: socket.socket) -> tuple[bytes, bytes]:
+    """Read up to the end of the response headers; returns (head, bytes read past it)."""
+    buffer = b""
+    while b"\r\n\r\n" not in buffer:
+        data = sock.recv(65536)
+        if not data:
+            raise AssertionError(f"connection closed inside the response head: {buffer!r}")
+        buffer += data
+    head, _, rest = buffer.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers
+
+
+def dechunk(body: bytes) -> bytes:
+    out = []
+    while True:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(body[:size])
+        body = body[size + 2 :]
+
+
+def abort(sock: socket.socket) -> None:
+    """Close with a TCP RST rather than a FIN: the abrupt way a client can vanish."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
