@@ -133,6 +133,7 @@ class AsgiToWsgi:
             if self._loop.forked():
                 self._reset()
             if not self._ready or self._loop.portal is None:
+                self._startup_error = None
                 portal = self._loop.start()
                 self._read_limiter = portal.call(_make_limiter)
                 if self.lifespan_mode != "off":
@@ -320,7 +321,11 @@ class _Call:
         try:
             await self.app(self.scope, self.receive, self.send)
         except anyio.get_cancelled_exc_class():
-            self.events.put((_END,))
+            # Cut off (the adapter closed, or the client left): never let the WSGI
+            # server finish a truncated response as if it were complete.
+            self.events.put(
+                (_ERROR, BridgeError("the ASGI app's task was cancelled before it finished its response"))
+            )
             raise
         except BaseException as exc:
             error: BaseException = exc

@@ -300,6 +300,16 @@ def build_scope(environ: Environ) -> Scope:
     for (``REMOTE_USER``, ``SSL_*``, ...). Raises :class:`BadRequestError` for a
     request the ASGI app cannot be given faithfully.
     """
+    try:
+        return _build_scope(environ)
+    except UnicodeEncodeError as exc:
+        raise BadRequestError(
+            f"the WSGI server put text that is not latin-1 in the environ ({exc}); PEP 3333 "
+            f"strings hold bytes as latin-1 characters"
+        ) from None
+
+
+def _build_scope(environ: Environ) -> Scope:
     script_name = environ.get("SCRIPT_NAME", "") or ""
     full = script_name + (environ.get("PATH_INFO", "") or "")
     method = environ.get("REQUEST_METHOD") or ""
