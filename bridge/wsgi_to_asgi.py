@@ -13,17 +13,21 @@ for the ASGI server's ``send`` (that wait is the backpressure).
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import io
 import logging
-from typing import Any, Callable, Iterable, Iterator, Sequence
+import threading
+import time
+from collections import deque
+from typing import Any, Callable, Coroutine, Iterable, Iterator, Sequence, TypeVar
 
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
 from anyio import from_thread
 
-from ._types import Environ, ExcInfo, Message, Receive, Scope, Send, WriteCallable, WSGIApp
+from ._types import Environ, ExcInfo, Receive, Scope, Send, WriteCallable, WSGIApp
 from .environ import DEFAULT_MAX_DUPLICATE_HEADERS, build_environ
 from .errors import AppExitError, BadRequestError, ClientDisconnected, InvalidScopeError, ResponseError
 from .http import encode_response_headers, parse_content_length, parse_status
@@ -38,6 +42,13 @@ DEFAULT_MAX_THREADS = 40
 _NO_BODY_STATUSES = frozenset({204, 304})
 # Chunks of a finished response up to this size go out as one http.response.body.
 _JOIN_LIMIT = 256 * 1024
+# The disconnect watcher keeps at most this much of a request body the app has not
+# read yet; beyond it, the client waits until the app reads (or the response ends).
+_WATCH_BUFFER = 1024 * 1024
+# How long a cancelled request waits for its worker to stop before letting go.
+_ABANDON_WAIT = 5.0
+
+_T = TypeVar("_T")
 
 
 class WsgiToAsgi:
@@ -135,63 +146,49 @@ class WsgiToAsgi:
                 logger.warning("answering 400 Bad Request: %s", exc)
                 await _send_simple(send, 400, b"Bad Request\n")
                 return
-        exchange = _Exchange(
-            self.wsgi_app, environ, send, errors, self.strict, anyio.get_cancelled_exc_class()
-        )
-        if message.get("more_body", False):
-            reader = _BodyReader(receive, exchange)
-            stream = StreamingInput(body, reader.pull, limit)
-            environ["wsgi.input"] = stream
-            exchange.body_complete = stream.at_eof
-            exchange.input_stream = stream
-        else:
+        receiver = _Receiver(receive, not message.get("more_body", False))
+        exchange = _Exchange(self.wsgi_app, environ, send, errors, self.strict, receiver)
+        if receiver.body_complete:
             if limit is not None and len(body) > limit:
                 body = body[:limit]
             environ["wsgi.input"] = io.BytesIO(body)
-            exchange.body_complete = True
+        else:
+            environ["wsgi.input"] = StreamingInput(body, exchange.pull_body, limit)
 
         limiter = self._get_limiter()
+        run = exchange.context.run
         try:
             chunks, finished = await anyio.to_thread.run_sync(
-                exchange.context.run, exchange.run_app, limiter=limiter
+                run, exchange.in_worker, exchange.run_app, limiter=limiter
             )
             if finished:
                 if exchange.content_length is None and not exchange.headers_sent:
                     exchange.add_content_length(environ["REQUEST_METHOD"], sum(map(len, chunks)))
                 await exchange.send_chunks(chunks, more_body=False)
             else:
+                receiver.start_watching()
                 await exchange.send_chunks(chunks, more_body=True)
-                await self._stream(exchange, receive, limiter)
+                await anyio.to_thread.run_sync(run, exchange.in_worker, exchange.stream_rest, limiter=limiter)
         except ClientDisconnected as exc:
             logger.debug("client disconnected: %s", exc)
             return
+        except _LoopExit as exc:
+            raise exc.original from None
         finally:
-            if exchange.needs_close:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(
-                        exchange.context.run, exchange.close_iterable, True, limiter=limiter
-                    )
+            receiver.stop()
+            with anyio.CancelScope(shield=True):
+                if exchange.abandon():
+                    await anyio.to_thread.run_sync(run, exchange.close_iterable, limiter=limiter)
+                elif exchange.worker_active:
+                    # The server cancelled the task outright (asyncio's Task.cancel(),
+                    # which anyio cannot hold off) while the worker still runs the app.
+                    # It stops at its next step and closes the iterable itself; wait for
+                    # that, so nothing of the request outlives it.
+                    await _wait_for_worker(exchange)
         if exchange.handled_error is not None:
             # The app answered its own error with start_response(..., exc_info); that
             # response went out whole. Re-raise so the server logs it, as uvicorn would.
             error, exchange.handled_error = exchange.handled_error, None
-            raise error
-
-    async def _stream(self, exchange: _Exchange, receive: Receive, limiter: anyio.CapacityLimiter) -> None:
-        """Send the rest of a streaming iterable, watching for the client leaving."""
-        error: BaseException | None = None
-        async with anyio.create_task_group() as tg:
-            if exchange.body_complete or (exchange.input_stream is not None and exchange.input_stream.at_eof):
-                # Servers on ASGI spec < 2.4 (uvicorn) make send() a no-op once the client
-                # is gone; only http.disconnect from receive() tells us to stop.
-                tg.start_soon(_watch_disconnect, receive, exchange)
-            try:
-                await anyio.to_thread.run_sync(exchange.context.run, exchange.stream_rest, limiter=limiter)
-            except BaseException as exc:
-                error = exc
-            finally:
-                tg.cancel_scope.cancel()
-        if error is not None:
             raise error
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -216,33 +213,129 @@ class WsgiToAsgi:
                 return
 
 
-class _BodyReader:
-    """The loop side of a streaming ``wsgi.input``: the one consumer of ``receive()``
-    until the body is complete."""
+class _Receiver:
+    """The one consumer of a request's ``receive()``, on the loop.
 
-    __slots__ = ("exchange", "receive")
+    It feeds the streaming ``wsgi.input`` and, once the response streams, watches for
+    the client leaving: ASGI servers before spec 2.4 (uvicorn, hypercorn) make
+    ``send()`` a silent no-op then, so only ``http.disconnect`` from ``receive()``
+    says so. The watcher is a task started only when a response streams (or the app
+    writes or idles with empty chunks), so a plain request pays for no task. Body
+    chunks the watcher takes while the app has not read its upload are kept, up to a
+    bound, for ``wsgi.input``.
+    """
 
-    def __init__(self, receive: Receive, exchange: _Exchange) -> None:
+    __slots__ = (
+        "body_complete",
+        "buffered",
+        "chunks",
+        "data_ready",
+        "disconnected",
+        "receive",
+        "space",
+        "stop_watching",
+        "watching",
+    )
+
+    def __init__(self, receive: Receive, body_complete: bool) -> None:
         self.receive = receive
-        self.exchange = exchange
+        self.body_complete = body_complete
+        self.disconnected = False
+        self.watching = False
+        self.stop_watching: Callable[[], object] | None = None
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.data_ready: anyio.Event | None = None
+        self.space: anyio.Event | None = None
 
-    def pull(self) -> tuple[bytes, bool]:
-        """Called in the worker thread: the next body chunk, and whether more follows."""
-        result: tuple[bytes, bool] = self.exchange.to_loop(self._next)
-        return result
-
-    async def _next(self) -> tuple[bytes, bool]:
+    async def next_chunk(self) -> tuple[bytes, bool]:
+        """The next body chunk and whether more follows; raises ClientDisconnected."""
+        while True:
+            if self.chunks:
+                chunk = self.chunks.popleft()
+                self.buffered -= len(chunk)
+                if self.space is not None and self.buffered < _WATCH_BUFFER:
+                    self.space.set()
+                return chunk, bool(self.chunks) or not self.body_complete
+            if self.disconnected:
+                raise ClientDisconnected("the client disconnected before sending the whole request body")
+            if self.body_complete:
+                return b"", False
+            if not self.watching:
+                break
+            # The watcher owns receive() now; wait for it to hand something over.
+            self.data_ready = anyio.Event()
+            await self.data_ready.wait()
         message = await self.receive()
         kind = message.get("type")
         if kind == "http.request":
             more = bool(message.get("more_body", False))
-            if not more:
-                self.exchange.body_complete = True
+            self.body_complete = not more
             return message.get("body", b""), more
         if kind == "http.disconnect":
-            self.exchange.disconnected = True
+            self.disconnected = True
             raise ClientDisconnected("the client disconnected before sending the whole request body")
         raise InvalidScopeError(f"expected http.request or http.disconnect from receive(), got {kind!r}")
+
+    def start_watching(self) -> None:
+        """Start the disconnect watcher (on the loop; the worker is not reading then)."""
+        if not self.watching:
+            self.watching = True
+            self.stop_watching = _spawn(self._watch)
+
+    def stop(self) -> None:
+        if self.stop_watching is not None:
+            self.stop_watching()
+            self.stop_watching = None
+
+    async def _watch(self) -> None:
+        try:
+            while not self.disconnected:
+                if not self.body_complete and self.buffered >= _WATCH_BUFFER:
+                    self.space = anyio.Event()
+                    await self.space.wait()
+                    self.space = None
+                    continue
+                message = await self.receive()
+                kind = message.get("type")
+                if kind == "http.disconnect":
+                    self.disconnected = True
+                elif kind == "http.request" and not self.body_complete:
+                    body = message.get("body", b"")
+                    if body:
+                        self.chunks.append(body)
+                        self.buffered += len(body)
+                    self.body_complete = not message.get("more_body", False)
+                else:
+                    logger.warning(
+                        "stopped watching for a disconnect: unexpected %r message from receive()", kind
+                    )
+                    return
+                if self.data_ready is not None:
+                    self.data_ready.set()
+        except Exception:
+            logger.exception("watching the ASGI server for a disconnect failed")
+        finally:
+            if self.data_ready is not None:
+                self.data_ready.set()
+
+
+def _spawn(func: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], object]:
+    """Run ``func`` in a task of its own, without a task group around the request
+    (an anyio task group costs tens of microseconds, a request's whole budget).
+    Returns a function that cancels it. ``func`` must not raise."""
+    if anyio.get_cancelled_exc_class() is asyncio.CancelledError:
+        return asyncio.get_running_loop().create_task(func()).cancel
+    import trio  # noqa: PLC0415 - optional: the only other backend anyio runs on
+
+    scope = trio.CancelScope()
+
+    async def run() -> None:
+        with scope:
+            await func()
+
+    trio.lowlevel.spawn_system_task(run)
+    return scope.cancel
 
 
 class _Exchange:
@@ -254,9 +347,8 @@ class _Exchange:
     """
 
     __slots__ = (
+        "abandoned",
         "app",
-        "body_complete",
-        "cancelled_exc",
         "complete",
         "content_length",
         "context",
@@ -266,15 +358,17 @@ class _Exchange:
         "handled_error",
         "headers",
         "headers_sent",
-        "input_stream",
         "iterable",
         "iterator",
+        "lock",
         "needs_close",
+        "receiver",
         "send",
         "sent",
         "started",
         "status",
         "strict",
+        "worker_active",
         "wrote",
     )
 
@@ -285,14 +379,14 @@ class _Exchange:
         send: Send,
         errors: ErrorStream,
         strict: bool,
-        cancelled_exc: type[BaseException],
+        receiver: _Receiver,
     ) -> None:
         self.app = app
         self.environ = environ
         self.send = send
         self.errors = errors
         self.strict = strict
-        self.cancelled_exc = cancelled_exc
+        self.receiver = receiver
         # One context for the whole request, as under a WSGI server's single thread:
         # context variables the app sets while called (Flask's request context in a
         # stream_with_context generator) are still there while iterating and in close().
@@ -306,12 +400,15 @@ class _Exchange:
         self.sent = 0  # body bytes accepted so far, for Content-Length
         self.complete = False  # Content-Length reached
         self.disconnected = False
-        self.body_complete = False
-        self.input_stream: StreamingInput | None = None
         self.iterable: Iterable[bytes] | None = None
         self.iterator: Iterator[bytes] | None = None
         self.needs_close = False
         self.handled_error: BaseException | None = None
+        # Who closes the iterable if the ASGI task is torn down while a worker still
+        # runs (a server cancelling the task outright): the worker, when it returns.
+        self.lock = threading.Lock()
+        self.worker_active = False
+        self.abandoned = False
 
     # -- the PEP 3333 callables, run in the worker ------------------------------------
 
@@ -357,16 +454,44 @@ class _Exchange:
             raise ResponseError(f"write() past the declared Content-Length of {self.content_length} bytes")
         self.wrote = True
         data = self._clip(data)
-        self.to_loop(self._send_body, data, True)
+        self.to_loop(self._send_body, data, True, True)
 
     # -- the worker's side --------------------------------------------------------------
+
+    def in_worker(self, func: Callable[[], _T]) -> _T:
+        """Run one of the worker steps below, keeping track of who may close the iterable."""
+        with self.lock:
+            self.worker_active = True
+        try:
+            return func()
+        finally:
+            with self.lock:
+                self.worker_active = False
+                abandoned = self.abandoned
+            if abandoned:
+                self.close_iterable()
+
+    def abandon(self) -> bool:
+        """The loop is done with this request. True if the loop must close the iterable;
+        False if there is nothing to close, or a worker still runs and will close it."""
+        with self.lock:
+            self.abandoned = True
+            if self.worker_active:
+                self.disconnected = True  # stop the worker at its next step
+                return False
+        return self.needs_close
+
+    def pull_body(self) -> tuple[bytes, bool]:
+        """``wsgi.input``'s source: the next body chunk from the loop."""
+        result: tuple[bytes, bool] = self.to_loop(self.receiver.next_chunk)
+        return result
 
     def run_app(self) -> tuple[list[bytes], bool]:
         """Call the app and iterate up to the first non-empty chunk.
 
         Returns the chunks to send first and whether the response is finished (and the
         iterable closed). A list or tuple is drained whole, so the loop can send it in
-        one go. Runs in a worker thread.
+        one go.
         """
         try:
             iterable: Any = self.app(self.environ, self.start_response)
@@ -399,47 +524,46 @@ class _Exchange:
                         chunks.append(self._clip(chunk))
                         finished = self.complete
                         break
+                    self._idle()
             if self.status is None:
                 raise ResponseError(_NO_START_RESPONSE)
             if finished:
-                self._close_and_check()
+                self._warn_if_short()
+                self.close_iterable()
             return chunks, finished
         except BaseException as exc:
-            self.close_iterable(True)
+            self.close_iterable()
             _reraise_app_error(exc)
             raise  # pragma: no cover - _reraise_app_error always raises
 
     def stream_rest(self) -> None:
-        """Send the remaining chunks of a streaming iterable. Runs in a worker thread."""
+        """Send the remaining chunks of a streaming iterable."""
         assert self.iterator is not None
         iterator = self.iterator
         try:
             while not self.complete:
-                if self.disconnected:
-                    logger.debug("client disconnected; stopped iterating the response")
-                    return
-                try:
-                    from_thread.check_cancelled()
-                except self.cancelled_exc:
-                    return
+                self._check_gone()
                 try:
                     chunk = next(iterator)
                 except StopIteration:
                     break
                 if self._accept(chunk):
-                    self.to_loop(self._send_body, self._clip(chunk), True)
+                    self.to_loop(self._send_body, self._clip(chunk), True, True)
+                else:
+                    self._idle()
             self._warn_if_short()
-            self.to_loop(self._send_body, b"", False)
+            self.to_loop(self._send_body, b"", False, False)
         except ClientDisconnected as exc:
             logger.debug("stopped streaming the response: %s", exc)
         except BaseException as exc:
-            self.close_iterable(True)
+            self.close_iterable()
             _reraise_app_error(exc)
         finally:
-            self.close_iterable(True)
+            self.close_iterable()
 
-    def to_loop(self, func: Callable[..., Any], *args: Any) -> Any:
+    def to_loop(self, func: Callable[..., Coroutine[Any, Any, _T]], *args: Any) -> _T:
         """Run an async function on the event loop and wait for it, from the worker."""
+        self._check_gone()
         try:
             return from_thread.run(func, *args)
         except ClientDisconnected:
@@ -448,26 +572,45 @@ class _Exchange:
             # ASGI spec 2.4: send() raises an OSError subclass once the client is gone.
             self.disconnected = True
             raise ClientDisconnected(f"the client disconnected ({exc})") from exc
-        except self.cancelled_exc:
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # The server's, not the app's: carry it through the app back to the loop.
+            raise _LoopExit(exc) from None
+        except BaseException as exc:
+            if _is_cancellation(exc):
+                self.disconnected = True
+                raise ClientDisconnected("the ASGI server cancelled the request") from None
+            raise
+
+    def _check_gone(self) -> None:
+        """Stop working for a request whose client left or whose task was cancelled."""
+        if self.disconnected or self.receiver.disconnected:
             self.disconnected = True
-            raise ClientDisconnected("the ASGI server cancelled the request") from None
-
-    def close_iterable(self, log_errors: bool) -> None:
-        """Call the iterable's ``close()`` once, whatever happened (PEP 3333)."""
-        self.errors.flush()
-        if not self.needs_close:
-            return
-        self.needs_close = False
+            raise ClientDisconnected("the client disconnected")
         try:
-            self.iterable.close()  # type: ignore[union-attr]
-        except Exception:
-            if not log_errors:
-                raise
-            logger.exception("the WSGI response iterable's close() raised")
+            from_thread.check_cancelled()
+        except BaseException as exc:
+            if _is_cancellation(exc):
+                self.disconnected = True
+                raise ClientDisconnected("the ASGI server cancelled the request") from None
+            raise
 
-    def _close_and_check(self) -> None:
-        self._warn_if_short()
-        self.close_iterable(False)
+    def _idle(self) -> None:
+        """After an empty chunk: an app idling with b"" must still notice a client
+        that left, on servers whose send() stays silent then."""
+        if not self.receiver.watching:
+            self.to_loop(self._watch)
+        self._check_gone()
+
+    def close_iterable(self) -> None:
+        """Call the iterable's ``close()`` once, whatever happened (PEP 3333). Its
+        errors are logged: the response's fate is decided by then."""
+        if self.needs_close:
+            self.needs_close = False
+            try:
+                self.iterable.close()  # type: ignore[union-attr]
+            except BaseException:
+                logger.exception("the WSGI response iterable's close() raised")
+        self.errors.flush()
 
     def _accept(self, chunk: object) -> bool:
         """Check one chunk from the iterable; True if it carries body bytes."""
@@ -523,8 +666,12 @@ class _Exchange:
         for index, chunk in enumerate(chunks):
             await self._send_body(chunk, more_body or index != last)
 
-    async def _send_body(self, data: bytes, more_body: bool) -> None:
-        if self.disconnected:
+    async def _send_body(self, data: bytes, more_body: bool, from_worker: bool = False) -> None:
+        receiver = self.receiver
+        if from_worker:
+            receiver.start_watching()
+        if self.disconnected or receiver.disconnected:
+            self.disconnected = True
             raise ClientDisconnected("the client disconnected")
         try:
             if not self.headers_sent:
@@ -538,15 +685,36 @@ class _Exchange:
             self.disconnected = True
             raise ClientDisconnected(f"the client disconnected ({exc})") from exc
 
+    async def _watch(self) -> None:
+        self.receiver.start_watching()
+
 
 _NO_START_RESPONSE = (
     "the WSGI app returned or yielded body data without a successful call to start_response()"
 )
 
 
+class _LoopExit(BaseException):
+    """A KeyboardInterrupt or SystemExit raised on the loop's side (the server's send or
+    receive) while the worker waited on it: carried through the app unchanged, never
+    mistaken for the app's own."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(original)
+        self.original = original
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    # asyncio's CancelledError or trio's Cancelled, seen from a worker thread (where
+    # anyio cannot tell us which library the loop runs).
+    return isinstance(exc, asyncio.CancelledError) or type(exc).__name__ == "Cancelled"
+
+
 def _reraise_app_error(exc: BaseException) -> None:
     """Re-raise an error from the app; process-ending ones become ordinary errors, so
     one request can never stop the server."""
+    if isinstance(exc, _LoopExit):
+        raise exc
     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
         raise AppExitError(
             f"the WSGI app raised {type(exc).__name__} while handling a request; the server keeps running"
@@ -554,11 +722,17 @@ def _reraise_app_error(exc: BaseException) -> None:
     raise exc
 
 
-async def _watch_disconnect(receive: Receive, exchange: _Exchange) -> None:
-    while not exchange.disconnected:
-        message: Message = await receive()
-        if message.get("type") == "http.disconnect":
-            exchange.disconnected = True
+async def _wait_for_worker(exchange: _Exchange) -> None:
+    deadline = time.monotonic() + _ABANDON_WAIT
+    while exchange.worker_active:
+        if time.monotonic() >= deadline:
+            logger.warning(
+                "the WSGI app is still running %s s after its request was cancelled; it will "
+                "close its response when it returns",
+                _ABANDON_WAIT,
+            )
+            return
+        await anyio.sleep(0.005)
 
 
 async def _refuse_websocket(receive: Receive, send: Send) -> None:
