@@ -28,6 +28,7 @@ MiB = 1024 * 1024
 
 # -- WSGI apps under test --------------------------------------------------------------
 
+
 def hello(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "13")])
     return [b"Hello, world!"]
@@ -44,7 +45,9 @@ def stream_1mib(environ: dict[str, Any], start_response: Callable[..., Any]) -> 
 
 def echo(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     body = environ["wsgi.input"].read()
-    start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(body)))])
+    start_response(
+        "200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(body)))]
+    )
     return [body]
 
 
@@ -55,6 +58,7 @@ def sleepy(environ: dict[str, Any], start_response: Callable[..., Any]) -> Itera
 
 
 # -- the no-adapter baseline: one executor hop, nothing else ---------------------------
+
 
 class Baseline:
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
@@ -70,7 +74,11 @@ class Baseline:
                 break
         import io
 
-        environ = {"REQUEST_METHOD": scope["method"], "PATH_INFO": scope["path"], "wsgi.input": io.BytesIO(body)}
+        environ = {
+            "REQUEST_METHOD": scope["method"],
+            "PATH_INFO": scope["path"],
+            "wsgi.input": io.BytesIO(body),
+        }
         status_headers: list[Any] = []
 
         def run() -> list[bytes]:
@@ -108,11 +116,14 @@ def adapters(app: Callable[..., Iterable[bytes]]) -> dict[str, Any]:
 
 # -- a synthetic server ----------------------------------------------------------------
 
+
 async def one_request(app: Any, body: bytes, expect_length: int) -> None:
     """Like a real server: the body in 64 KiB messages, then receive() blocks until the
     response is complete and returns http.disconnect."""
     parts = [body[i : i + 65536] for i in range(0, len(body), 65536)] or [b""]
-    messages = [{"type": "http.request", "body": p, "more_body": i < len(parts) - 1} for i, p in enumerate(parts)]
+    messages = [
+        {"type": "http.request", "body": p, "more_body": i < len(parts) - 1} for i, p in enumerate(parts)
+    ]
     done = asyncio.Event()
     received = 0
     status = 0
@@ -195,7 +206,11 @@ async def run(rounds: int, only: list[str] | None) -> dict[str, Any]:
                 ratios[k].append(round_times[k] / round_times["baseline"])
         scale = 1e6 if unit == "us/req" else 1e3
         results[name] = {
-            k: {"median": statistics.median(times[k]) * scale, "unit": unit, "ratio": statistics.median(ratios[k])}
+            k: {
+                "median": statistics.median(times[k]) * scale,
+                "unit": unit,
+                "ratio": statistics.median(ratios[k]),
+            }
             for k in names
         }
     return results
@@ -219,7 +234,9 @@ def table(results: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="few rounds, under a minute")
     parser.add_argument("--rounds", type=int, help="rounds per scenario (default 5 quick, 15 full)")
     parser.add_argument("--only", action="append", help="run only this scenario (repeatable)")

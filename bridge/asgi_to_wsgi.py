@@ -330,11 +330,7 @@ class _Call:
         except BaseException as exc:
             error: BaseException = exc
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                error = AppExitError(
-                    f"the ASGI app raised {type(exc).__name__} while handling a request; "
-                    f"the server keeps running"
-                )
-                error.__cause__ = exc
+                error = AppExitError.wrap(exc, "ASGI")
             if self.finished:
                 logger.error("the ASGI app raised after its response was complete", exc_info=error)
             elif self.aborted:

@@ -69,6 +69,15 @@ class AppExitError(BridgeError):
     the server answers 500 and keeps serving. The original is the ``__cause__``.
     """
 
+    @classmethod
+    def wrap(cls, exc: BaseException, kind: str) -> AppExitError:
+        """The error to raise instead of ``exc``, from a ``kind`` ("WSGI"/"ASGI") app."""
+        error = cls(
+            f"the {kind} app raised {type(exc).__name__} while handling a request; the server keeps running"
+        )
+        error.__cause__ = exc
+        return error
+
 
 class LifespanError(BridgeError):
     """The ASGI app's lifespan startup failed (``lifespan.startup.failed``, an error

@@ -570,29 +570,29 @@ class _Exchange:
             raise
         except OSError as exc:
             # ASGI spec 2.4: send() raises an OSError subclass once the client is gone.
-            self.disconnected = True
-            raise ClientDisconnected(f"the client disconnected ({exc})") from exc
+            raise self._gone(f"the client disconnected ({exc})") from exc
         except (KeyboardInterrupt, SystemExit) as exc:
             # The server's, not the app's: carry it through the app back to the loop.
             raise _LoopExit(exc) from None
         except BaseException as exc:
             if _is_cancellation(exc):
-                self.disconnected = True
-                raise ClientDisconnected("the ASGI server cancelled the request") from None
+                raise self._gone(_CANCELLED) from None
             raise
 
     def _check_gone(self) -> None:
         """Stop working for a request whose client left or whose task was cancelled."""
         if self.disconnected or self.receiver.disconnected:
-            self.disconnected = True
-            raise ClientDisconnected("the client disconnected")
+            raise self._gone("the client disconnected")
         try:
             from_thread.check_cancelled()
         except BaseException as exc:
             if _is_cancellation(exc):
-                self.disconnected = True
-                raise ClientDisconnected("the ASGI server cancelled the request") from None
+                raise self._gone(_CANCELLED) from None
             raise
+
+    def _gone(self, reason: str) -> ClientDisconnected:
+        self.disconnected = True
+        return ClientDisconnected(reason)
 
     def _idle(self) -> None:
         """After an empty chunk: an app idling with b"" must still notice a client
@@ -689,6 +689,7 @@ class _Exchange:
         self.receiver.start_watching()
 
 
+_CANCELLED = "the ASGI server cancelled the request"
 _NO_START_RESPONSE = (
     "the WSGI app returned or yielded body data without a successful call to start_response()"
 )
@@ -716,9 +717,7 @@ def _reraise_app_error(exc: BaseException) -> None:
     if isinstance(exc, _LoopExit):
         raise exc
     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-        raise AppExitError(
-            f"the WSGI app raised {type(exc).__name__} while handling a request; the server keeps running"
-        ) from exc
+        raise AppExitError.wrap(exc, "WSGI")
     raise exc
 
 

@@ -1,7 +1,7 @@
 """A small Flask app served by an ASGI server through bridge.WsgiToAsgi.
 
-    uvicorn examples.flask_hello:app --host 127.0.0.1 --port 8000
-    curl http://127.0.0.1:8000/
+uvicorn examples.flask_hello:app --host 127.0.0.1 --port 8000
+curl http://127.0.0.1:8000/
 """
 
 from __future__ import annotations

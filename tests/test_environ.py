@@ -241,6 +241,7 @@ def test_default_scheme_and_http_version() -> None:
 
 # -- properties -----------------------------------------------------------------------
 
+
 @given(st.text())
 def test_text_wsgi_round_trip(text: str) -> None:
     wsgi = text_to_wsgi(text)
@@ -268,7 +269,9 @@ def test_raw_path_bytes_survive(segment: bytes) -> None:
 header_value = st.binary(min_size=0, max_size=20).filter(lambda b: b"\r" not in b and b"\n" not in b)
 
 
-@given(st.lists(st.tuples(st.sampled_from([b"x-a", b"x-b", b"cookie", b"accept"]), header_value), max_size=30))
+@given(
+    st.lists(st.tuples(st.sampled_from([b"x-a", b"x-b", b"cookie", b"accept"]), header_value), max_size=30)
+)
 def test_header_folding(headers: list[tuple[bytes, bytes]]) -> None:
     env = environ_for(headers=headers)
     for name in {n for n, _ in headers}:

@@ -14,7 +14,14 @@ from bridge.http import HOP_BY_HOP, encode_response_headers, parse_content_lengt
 
 @pytest.mark.parametrize(
     ("status", "code"),
-    [("200 OK", 200), ("299 Custom", 299), ("200", 200), ("404 Not Found", 404), ("999 X", 999), ("204 ", 204)],
+    [
+        ("200 OK", 200),
+        ("299 Custom", 299),
+        ("200", 200),
+        ("404 Not Found", 404),
+        ("999 X", 999),
+        ("204 ", 204),
+    ],
 )
 def test_parse_status(status: str, code: int) -> None:
     assert parse_status(status) == code
@@ -22,7 +29,21 @@ def test_parse_status(status: str, code: int) -> None:
 
 @pytest.mark.parametrize(
     "status",
-    ["abc", "20 OK", "1000 X", "2000", "20", "", "099 Low", "200\r\nX: y", "200-OK", "٢٠٠ OK", b"200 OK", 200, None],
+    [
+        "abc",
+        "20 OK",
+        "1000 X",
+        "2000",
+        "20",
+        "",
+        "099 Low",
+        "200\r\nX: y",
+        "200-OK",
+        "٢٠٠ OK",
+        b"200 OK",
+        200,
+        None,
+    ],
 )
 def test_parse_status_rejects(status: Any) -> None:
     with pytest.raises(ResponseError):
@@ -108,7 +129,9 @@ def test_hop_by_hop(name: str) -> None:
     assert name.lower() in HOP_BY_HOP
 
 
-@pytest.mark.parametrize(("code", "line"), [(200, "200 OK"), (404, "404 Not Found"), (299, "299 Unknown"), (599, "599 Unknown")])
+@pytest.mark.parametrize(
+    ("code", "line"), [(200, "200 OK"), (404, "404 Not Found"), (299, "299 Unknown"), (599, "599 Unknown")]
+)
 def test_status_line(code: int, line: str) -> None:
     assert status_line(code) == line
 

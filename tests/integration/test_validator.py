@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 
-import httpx
 import h11
+import httpx
 import pytest
 
 from .helpers import pattern_bytes, wait_for_log, wait_until
