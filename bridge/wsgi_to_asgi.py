@@ -6,9 +6,10 @@ module is the concurrency glue: which side runs what, and how the two sides wait
 
 Per request, in the common case, there is one loop-to-thread round trip: the worker
 calls the app and iterates until the first non-empty chunk (a list or tuple is drained
-whole), then returns to the loop, which sends the response. Only a streaming
-iterable costs more: its remaining chunks are sent from the worker, each one waiting
-for the ASGI server's ``send`` (that wait is the backpressure).
+whole), then returns to the loop, which sends the response. A streaming iterable's
+further chunks, and a streaming request body, pass through bounded hand-offs
+(:mod:`bridge.handoff`) that wake the other side only when it waits, so a fast
+producer pays no round trip per chunk and memory stays bounded.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import io
 import logging
 import threading
 import time
-from collections import deque
 from typing import Any, Callable, Coroutine, Iterable, Iterator, Sequence, TypeVar
 
 import anyio
@@ -30,6 +30,7 @@ from anyio import from_thread
 from ._types import Environ, ExcInfo, Receive, Scope, Send, WriteCallable, WSGIApp
 from .environ import DEFAULT_MAX_DUPLICATE_HEADERS, build_environ
 from .errors import AppExitError, BadRequestError, ClientDisconnected, InvalidScopeError, ResponseError
+from .handoff import Closed, Handoff
 from .http import encode_response_headers, parse_content_length, parse_status
 from .wsgi_streams import ErrorStream, StreamingInput
 
@@ -42,9 +43,16 @@ DEFAULT_MAX_THREADS = 40
 _NO_BODY_STATUSES = frozenset({204, 304})
 # Chunks of a finished response up to this size go out as one http.response.body.
 _JOIN_LIMIT = 256 * 1024
-# The disconnect watcher keeps at most this much of a request body the app has not
-# read yet; beyond it, the client waits until the app reads (or the response ends).
-_WATCH_BUFFER = 1024 * 1024
+# At most this much of a request body waits for the app to read it; beyond it, the
+# client waits (backpressure).
+_BODY_BUFFER = 256 * 1024
+# ...or this much, once the response streams: an app streaming before it reads its
+# upload must still notice the client leaving behind that upload.
+_WATCH_BODY_BUFFER = 1024 * 1024
+# At most this much of a streamed response waits for the server to take it; tiny
+# chunks count as this much each, which bounds the number queued as well.
+_OUT_BUFFER = 256 * 1024
+_MIN_ITEM_COST = 4096
 # How long a cancelled request waits for its worker to stop before letting go.
 _ABANDON_WAIT = 5.0
 
@@ -146,13 +154,22 @@ class WsgiToAsgi:
                 logger.warning("answering 400 Bad Request: %s", exc)
                 await _send_simple(send, 400, b"Bad Request\n")
                 return
-        receiver = _Receiver(receive, not message.get("more_body", False))
+        more_body = message.get("more_body", False)
+        if more_body and limit is not None:
+            if len(body) >= limit:
+                more_body = False  # the declared length is here; ignore anything beyond
+            remaining = limit - len(body)
+        else:
+            remaining = None
+        receiver = _Receiver(receive, not more_body, remaining)
         exchange = _Exchange(self.wsgi_app, environ, send, errors, self.strict, receiver)
         if receiver.body_complete:
             if limit is not None and len(body) > limit:
                 body = body[:limit]
             environ["wsgi.input"] = io.BytesIO(body)
         else:
+            # The rest of the body streams in while the app runs: once the app reads,
+            # the receiver task takes it from the server and hands it over, bounded.
             environ["wsgi.input"] = StreamingInput(body, exchange.pull_body, limit)
 
         limiter = self._get_limiter()
@@ -166,9 +183,8 @@ class WsgiToAsgi:
                     exchange.add_content_length(environ["REQUEST_METHOD"], sum(map(len, chunks)))
                 await exchange.send_chunks(chunks, more_body=False)
             else:
-                receiver.start_watching()
                 await exchange.send_chunks(chunks, more_body=True)
-                await anyio.to_thread.run_sync(run, exchange.in_worker, exchange.stream_rest, limiter=limiter)
+                await exchange.stream(limiter)
         except ClientDisconnected as exc:
             logger.debug("client disconnected: %s", exc)
             return
@@ -176,14 +192,15 @@ class WsgiToAsgi:
             raise exc.original from None
         finally:
             receiver.stop()
-            with anyio.CancelScope(shield=True):
-                if exchange.abandon():
+            if exchange.abandon():
+                with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(run, exchange.close_iterable, limiter=limiter)
-                elif exchange.worker_active:
-                    # The server cancelled the task outright (asyncio's Task.cancel(),
-                    # which anyio cannot hold off) while the worker still runs the app.
-                    # It stops at its next step and closes the iterable itself; wait for
-                    # that, so nothing of the request outlives it.
+            elif exchange.worker_active:
+                # The server cancelled the task outright (asyncio's Task.cancel(), which
+                # anyio cannot hold off) while the worker still runs the app. It stops
+                # at its next step and closes the iterable itself; wait for that, so
+                # nothing of the request outlives it.
+                with anyio.CancelScope(shield=True):
                     await _wait_for_worker(exchange)
         if exchange.handled_error is not None:
             # The app answered its own error with start_response(..., exc_info); that
@@ -214,110 +231,97 @@ class WsgiToAsgi:
 
 
 class _Receiver:
-    """The one consumer of a request's ``receive()``, on the loop.
+    """The one consumer of a request's ``receive()``: a task on the loop.
 
-    It feeds the streaming ``wsgi.input`` and, once the response streams, watches for
-    the client leaving: ASGI servers before spec 2.4 (uvicorn, hypercorn) make
-    ``send()`` a silent no-op then, so only ``http.disconnect`` from ``receive()``
-    says so. The watcher is a task started only when a response streams (or the app
-    writes or idles with empty chunks), so a plain request pays for no task. Body
-    chunks the watcher takes while the app has not read its upload are kept, up to a
-    bound, for ``wsgi.input``.
+    It hands a streaming request body to ``wsgi.input`` through a bounded hand-off,
+    and watches for the client leaving: ASGI servers before spec 2.4 (uvicorn,
+    hypercorn) make ``send()`` a silent no-op then, so only ``http.disconnect`` from
+    ``receive()`` says so. The task starts only when there is a body still to come
+    or a response that streams (or an app that writes or idles with empty chunks),
+    so a plain request pays for no task.
     """
 
     __slots__ = (
+        "body",
         "body_complete",
-        "buffered",
-        "chunks",
-        "data_ready",
         "disconnected",
+        "error",
         "receive",
-        "space",
-        "stop_watching",
+        "remaining",
+        "running",
+        "stop_task",
         "watching",
     )
 
-    def __init__(self, receive: Receive, body_complete: bool) -> None:
+    def __init__(self, receive: Receive, body_complete: bool, remaining: int | None = None) -> None:
         self.receive = receive
         self.body_complete = body_complete
+        self.remaining = remaining  # body bytes still due, when Content-Length says
         self.disconnected = False
-        self.watching = False
-        self.stop_watching: Callable[[], object] | None = None
-        self.chunks: deque[bytes] = deque()
-        self.buffered = 0
-        self.data_ready: anyio.Event | None = None
-        self.space: anyio.Event | None = None
+        self.error: BaseException | None = None
+        self.watching = False  # asked to watch for a disconnect until the request ends
+        self.running = False
+        self.stop_task: Callable[[], object] | None = None
+        self.body: Handoff[bytes] | None = None if body_complete else Handoff(_BODY_BUFFER)
 
-    async def next_chunk(self) -> tuple[bytes, bool]:
-        """The next body chunk and whether more follows; raises ClientDisconnected."""
-        while True:
-            if self.chunks:
-                chunk = self.chunks.popleft()
-                self.buffered -= len(chunk)
-                if self.space is not None and self.buffered < _WATCH_BUFFER:
-                    self.space.set()
-                return chunk, bool(self.chunks) or not self.body_complete
-            if self.disconnected:
-                raise ClientDisconnected("the client disconnected before sending the whole request body")
-            if self.body_complete:
-                return b"", False
-            if not self.watching:
-                break
-            # The watcher owns receive() now; wait for it to hand something over.
-            self.data_ready = anyio.Event()
-            await self.data_ready.wait()
-        message = await self.receive()
-        kind = message.get("type")
-        if kind == "http.request":
-            more = bool(message.get("more_body", False))
-            self.body_complete = not more
-            return message.get("body", b""), more
-        if kind == "http.disconnect":
-            self.disconnected = True
-            raise ClientDisconnected("the client disconnected before sending the whole request body")
-        raise InvalidScopeError(f"expected http.request or http.disconnect from receive(), got {kind!r}")
+    def start_body(self) -> None:
+        """Start taking the rest of the body in (on the loop): the app reads it."""
+        if not self.running:
+            self.running = True
+            self.stop_task = _spawn(self._run)
 
     def start_watching(self) -> None:
-        """Start the disconnect watcher (on the loop; the worker is not reading then)."""
-        if not self.watching:
-            self.watching = True
-            self.stop_watching = _spawn(self._watch)
+        """Watch for the client leaving (on the loop), until the request ends."""
+        self.watching = True
+        if self.body is not None and not self.body_complete:
+            # The response streams while the upload is unread: take more of it in, so
+            # that the disconnect behind it can still be seen.
+            self.body.set_limit(_WATCH_BODY_BUFFER)
+        self.start_body()
 
     def stop(self) -> None:
-        if self.stop_watching is not None:
-            self.stop_watching()
-            self.stop_watching = None
+        if self.stop_task is not None:
+            self.stop_task()
+            self.stop_task = None
+        if self.body is not None:
+            self.body.close()
 
-    async def _watch(self) -> None:
+    async def _run(self) -> None:
+        body = self.body
         try:
-            while not self.disconnected:
-                if not self.body_complete and self.buffered >= _WATCH_BUFFER:
-                    self.space = anyio.Event()
-                    await self.space.wait()
-                    self.space = None
-                    continue
+            while not self.disconnected and (self.watching or not self.body_complete):
                 message = await self.receive()
                 kind = message.get("type")
                 if kind == "http.disconnect":
                     self.disconnected = True
-                elif kind == "http.request" and not self.body_complete:
-                    body = message.get("body", b"")
-                    if body:
-                        self.chunks.append(body)
-                        self.buffered += len(body)
-                    self.body_complete = not message.get("more_body", False)
+                elif kind == "http.request" and body is not None and not self.body_complete:
+                    chunk = message.get("body", b"")
+                    more = message.get("more_body", False)
+                    if self.remaining is not None:
+                        if len(chunk) >= self.remaining:
+                            chunk, more = chunk[: self.remaining], False  # never past Content-Length
+                        self.remaining -= len(chunk)
+                    if chunk:
+                        await body.put_in_loop(chunk, len(chunk))
+                    if not more:
+                        self.body_complete = True
+                        body.close()  # the reader takes what is left, then sees the end
+                elif kind == "http.request" and self.body_complete:
+                    continue  # more than Content-Length announced; never given to the app
                 else:
-                    logger.warning(
-                        "stopped watching for a disconnect: unexpected %r message from receive()", kind
+                    self.error = InvalidScopeError(
+                        f"expected http.request or http.disconnect from receive(), got {kind!r}"
                     )
+                    logger.warning("stopped receiving: %s", self.error)
                     return
-                if self.data_ready is not None:
-                    self.data_ready.set()
+        except Closed:
+            pass  # the request is over; nobody reads the body any more
         except Exception:
-            logger.exception("watching the ASGI server for a disconnect failed")
+            logger.exception("receiving from the ASGI server failed")
         finally:
-            if self.data_ready is not None:
-                self.data_ready.set()
+            self.running = False
+            if body is not None:
+                body.close()  # wake a reader: the end of the body, or a disconnect
 
 
 def _spawn(func: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], object]:
@@ -362,8 +366,10 @@ class _Exchange:
         "iterator",
         "lock",
         "needs_close",
+        "out",
         "receiver",
         "send",
+        "send_error",
         "sent",
         "started",
         "status",
@@ -404,6 +410,8 @@ class _Exchange:
         self.iterator: Iterator[bytes] | None = None
         self.needs_close = False
         self.handled_error: BaseException | None = None
+        self.out: Handoff[object] | None = None  # the streamed response, once it streams
+        self.send_error: BaseException | None = None
         # Who closes the iterable if the ASGI task is torn down while a worker still
         # runs (a server cancelling the task outright): the worker, when it returns.
         self.lock = threading.Lock()
@@ -454,7 +462,12 @@ class _Exchange:
             raise ResponseError(f"write() past the declared Content-Length of {self.content_length} bytes")
         self.wrote = True
         data = self._clip(data)
-        self.to_loop(self._send_body, data, True, True)
+        if self.out is not None:
+            # Streaming already: queue it behind the chunks before it (PEP 3333 lets
+            # write() buffer, as long as the order holds).
+            self._put_out(data)
+        else:
+            self.to_loop(self._send_body, data, True, True)
 
     # -- the worker's side --------------------------------------------------------------
 
@@ -478,13 +491,45 @@ class _Exchange:
             self.abandoned = True
             if self.worker_active:
                 self.disconnected = True  # stop the worker at its next step
-                return False
+                active = True
+            else:
+                active = False
+        if active:
+            if self.out is not None:
+                self.out.close()
+            if self.receiver.body is not None:
+                self.receiver.body.close()
+            return False
         return self.needs_close
 
     def pull_body(self) -> tuple[bytes, bool]:
-        """``wsgi.input``'s source: the next body chunk from the loop."""
-        result: tuple[bytes, bool] = self.to_loop(self.receiver.next_chunk)
-        return result
+        """``wsgi.input``'s source: the body chunks that have arrived, and whether
+        more are to come; blocks until some arrive."""
+        receiver = self.receiver
+        assert receiver.body is not None
+        if not receiver.running and not receiver.body_complete:
+            self.to_loop(self._start_body)  # the first read: start taking the body in
+        try:
+            chunks = receiver.body.get_in_thread(self._should_stop)
+        except Closed:
+            if receiver.error is not None:
+                raise receiver.error from None
+            if receiver.body_complete and not self.disconnected:
+                return b"", False
+            raise self._gone("the client disconnected before sending the whole request body") from None
+        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), True
+
+    def _should_stop(self) -> bool:
+        if self.disconnected or self.receiver.disconnected:
+            return True
+        try:
+            from_thread.check_cancelled()
+        except BaseException as exc:
+            if _is_cancellation(exc):
+                self.disconnected = True
+                return True
+            raise
+        return False
 
     def run_app(self) -> tuple[list[bytes], bool]:
         """Call the app and iterate up to the first non-empty chunk.
@@ -537,7 +582,8 @@ class _Exchange:
             raise  # pragma: no cover - _reraise_app_error always raises
 
     def stream_rest(self) -> None:
-        """Send the remaining chunks of a streaming iterable."""
+        """Produce the remaining chunks of a streaming iterable into the hand-off; the
+        loop's sender task sends them."""
         assert self.iterator is not None
         iterator = self.iterator
         try:
@@ -548,18 +594,28 @@ class _Exchange:
                 except StopIteration:
                     break
                 if self._accept(chunk):
-                    self.to_loop(self._send_body, self._clip(chunk), True, True)
+                    self._put_out(self._clip(chunk))
                 else:
                     self._idle()
             self._warn_if_short()
-            self.to_loop(self._send_body, b"", False, False)
+            self._put_out(_END)
         except ClientDisconnected as exc:
             logger.debug("stopped streaming the response: %s", exc)
         except BaseException as exc:
             self.close_iterable()
             _reraise_app_error(exc)
         finally:
+            assert self.out is not None
+            self.out.close()  # the sender stops once it has sent what is queued
             self.close_iterable()
+
+    def _put_out(self, item: object) -> None:
+        assert self.out is not None
+        try:
+            size = len(item) if type(item) is bytes else 0
+            self.out.put_in_thread(item, max(size, _MIN_ITEM_COST), self._should_stop)
+        except Closed:
+            raise self._gone("the client disconnected") from None
 
     def to_loop(self, func: Callable[..., Coroutine[Any, Any, _T]], *args: Any) -> _T:
         """Run an async function on the event loop and wait for it, from the worker."""
@@ -688,8 +744,64 @@ class _Exchange:
     async def _watch(self) -> None:
         self.receiver.start_watching()
 
+    async def _start_body(self) -> None:
+        self.receiver.start_body()
+
+    async def stream(self, limiter: anyio.CapacityLimiter) -> None:
+        """Send the rest of a streaming iterable: a worker produces, a task sends."""
+        self.receiver.start_watching()
+        out: Handoff[object] = Handoff(_OUT_BUFFER)
+        self.out = out
+        done = anyio.Event()
+
+        async def sender() -> None:
+            try:
+                await self._send_stream(out)
+            finally:
+                done.set()
+
+        stop_sender = _spawn(sender)
+        try:
+            run = self.context.run
+            try:
+                await anyio.to_thread.run_sync(run, self.in_worker, self.stream_rest, limiter=limiter)
+            except anyio.get_cancelled_exc_class():
+                raise
+            except BaseException:
+                # The app failed mid-stream: what it produced before still goes out (as
+                # under a native server), then the error aborts the response.
+                await done.wait()
+                raise
+            await done.wait()
+        finally:
+            if not done.is_set():
+                stop_sender()
+        if self.send_error is not None:
+            raise self.send_error
+
+    async def _send_stream(self, out: Handoff[object]) -> None:
+        try:
+            while True:
+                for item in await out.get_in_loop():
+                    if item is _END:
+                        await self._send_body(b"", False)
+                        return
+                    await self._send_body(item, True)  # type: ignore[arg-type]
+                # A server whose send() never suspends must not starve the watcher.
+                await anyio.lowlevel.checkpoint()
+        except Closed:
+            pass  # the worker stopped without an end: an error or a disconnect, its to tell
+        except ClientDisconnected:
+            self.disconnected = True
+        except anyio.get_cancelled_exc_class():
+            raise
+        except BaseException as exc:
+            self.send_error = exc
+        out.close()  # wake a worker that waits for room
+
 
 _CANCELLED = "the ASGI server cancelled the request"
+_END = object()  # the end of a streamed response, in the hand-off
 _NO_START_RESPONSE = (
     "the WSGI app returned or yielded body data without a successful call to start_response()"
 )

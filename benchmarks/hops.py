@@ -1,0 +1,379 @@
+"""Count the cross-thread wake-ups a request costs, without touching the code under test.
+
+What is counted
+---------------
+A *wake-up* is one hand-off from one thread to another thread that waits for it: the
+event loop handing work or a result to a worker thread (*to thread*), or a thread
+handing a callback or a result to the event loop (*to loop*). Each costs an OS-level
+wake-up of a sleeping thread (or the risk of one), 60-100 µs of latency on a busy
+2-core machine, and it is what separates a fast bridge from a slow one.
+
+How
+---
+While a counted run executes, the primitives that carry hand-offs between threads are
+wrapped (monkeypatched at class level, restored afterwards):
+
+* **to loop**: ``asyncio.BaseEventLoop.call_soon_threadsafe`` called from a thread other
+  than the loop's own (``asyncio.run_coroutine_threadsafe``, ``run_in_executor``'s result
+  and anyio's ``from_thread`` and worker threads all end there). Always a hand-off: the
+  loop runs the callback.
+* **to a pool thread**: ``ThreadPoolExecutor.submit`` from outside the pool.
+* **objects another thread waits on**: ``concurrent.futures.Future.set_result`` /
+  ``set_exception``, ``threading.Event.set``, ``queue.Queue.put``, ``queue.SimpleQueue.put``
+  and a bare ``threading.Condition.notify`` are *signals*; ``Future.result`` /
+  ``exception``, ``Event.wait``, ``Queue.get``, ``SimpleQueue.get`` and
+  ``Condition.wait`` are *receives*. ``queue.SimpleQueue`` is a C type, so for the
+  counted run every module attribute bound to it (``queue.SimpleQueue`` included) is
+  replaced by a Python subclass that counts; queues created during the run are counted.
+
+Stable integer counts come from counting what the code path does, not what the OS
+scheduler happened to do: whether a waiting thread really slept depends on timing, but
+whether it *called* a blocking receive on an object another thread signals does not.
+So, after the run, each object gets a budget: the number of its signals that a receive
+in another thread matched (``min(#signals, #receives)`` across threads). A queue message
+put but never taken, a future set but never waited on, or an event set that nobody
+waits for costs nothing and counts nothing. Then the signals are replayed in order; a
+top-level signal counts one wake-up if it (or anything it triggers synchronously, such
+as a future's done-callbacks) crosses threads. Conditions internal to an Event, Future
+or Queue are part of that object's signal, so one hand-off never counts twice.
+
+Limits: hand-offs through raw ``_thread.lock`` releases, pipes or sockets, and
+``SimpleQueue`` instances created before the counted run are invisible; uvloop and trio
+loops are not counted (the in-process tier runs on the default asyncio loop). The
+driver's own threads mark their bookkeeping with :func:`driver` so it is left out.
+A self-check: the no-adapter baselines pay exactly one hop there and one back (2).
+"""
+
+from __future__ import annotations
+
+import _queue
+import asyncio
+import concurrent.futures
+import queue
+import sys
+import threading
+import traceback
+from asyncio import base_events
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+__all__ = ["HopCount", "HopCounter", "driver"]
+
+_TO_LOOP, _TO_THREAD = "to_loop", "to_thread"
+# Conditions owned by a primitive: notifying them is part of that primitive's signal.
+_INTERNAL_CONDITIONS = ("_cond", "_condition", "not_empty", "not_full", "all_tasks_done")
+
+_PLUMBING = ("/asyncio/", "/concurrent/", "/threading.py", "/queue.py", "/anyio/", "benchmarks/hops.py")
+
+_local = threading.local()
+_active: HopCounter | None = None
+
+
+@dataclass
+class HopCount:
+    """Wake-ups per request in one counted run."""
+
+    requests: int
+    to_thread: int
+    to_loop: int
+    sites: dict[str, int] = field(default_factory=dict)  # with HopCounter(sites=True)
+
+    @property
+    def total(self) -> int:
+        return self.to_thread + self.to_loop
+
+    @property
+    def per_request(self) -> float:
+        return self.total / self.requests
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "total": self.total,
+            "to_thread": self.to_thread,
+            "to_loop": self.to_loop,
+            "per_request": self.per_request,
+            "to_thread_per_request": self.to_thread / self.requests,
+            "to_loop_per_request": self.to_loop / self.requests,
+            **({"sites": self.sites} if self.sites else {}),
+        }
+
+
+@dataclass
+class _Record:
+    """One top-level signalling call and everything it triggered synchronously."""
+
+    thread: int
+    parts: list[object] = field(default_factory=list)
+    unconditional: str | None = None  # a hand-off that is always consumed, and where to
+    site: str = ""
+
+
+@contextmanager
+def driver() -> Iterator[None]:
+    """Leave the benchmark driver's own thread hand-offs out of the count (its pool
+    that plays the WSGI server's threads, for instance)."""
+    previous = getattr(_local, "paused", False)
+    _local.paused = True
+    try:
+        yield
+    finally:
+        _local.paused = previous
+
+
+def _state() -> Any:
+    st = _local
+    if not hasattr(st, "record"):
+        st.record = None
+        st.stack = []
+        st.paused = False
+    return st
+
+
+def _is_loop_thread() -> bool:
+    return asyncio._get_running_loop() is not None
+
+
+class _CountingSimpleQueue(_queue.SimpleQueue):  # type: ignore[type-arg]
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        counter = _active
+        if counter is None:
+            return super().put(item, block, timeout)
+        with counter._signal(self):
+            super().put(item, block, timeout)
+
+    def put_nowait(self, item: Any) -> None:
+        self.put(item, False)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        item = super().get(block, timeout)
+        counter = _active
+        if counter is not None:
+            counter._receive(self)
+        return item
+
+    def get_nowait(self) -> Any:
+        return self.get(False)
+
+
+class HopCounter:
+    """Install the wrappers for a block of counted runs; :meth:`count` one run at a time.
+
+    ::
+
+        with HopCounter() as counter:
+            hops = counter.count(lambda: run_requests(20), requests=20)
+    """
+
+    def __init__(self, sites: bool = False) -> None:
+        self._patches: list[tuple[Any, str, Any]] = []
+        self.sites = sites  # record where each hop comes from (slow; for finding them)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.records: list[_Record] = []
+        self.signals: dict[int, list[int]] = defaultdict(list)
+        self.receives: dict[int, list[tuple[int, bool]]] = defaultdict(list)
+        self.keep: dict[int, object] = {}  # strong references: ids stay unique in a run
+        self.counting = False
+
+    # -- installing ------------------------------------------------------------------------
+
+    def __enter__(self) -> HopCounter:
+        global _active
+        if _active is not None:
+            raise RuntimeError("a HopCounter is already installed")
+        self._install()
+        _active = self
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        global _active
+        _active = None
+        for owner, name, original in reversed(self._patches):
+            setattr(owner, name, original)
+        self._patches.clear()
+
+    def _patch(self, owner: Any, name: str, replacement: Any) -> None:
+        self._patches.append((owner, name, owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)))
+        setattr(owner, name, replacement)
+
+    def _install(self) -> None:
+        counter = self
+
+        original_cst = base_events.BaseEventLoop.call_soon_threadsafe
+
+        def call_soon_threadsafe(loop: Any, callback: Any, *args: Any, context: Any = None) -> Any:
+            if counter.counting and threading.get_ident() != loop._thread_id:
+                counter._unconditional(_TO_LOOP)
+            return original_cst(loop, callback, *args, context=context)
+
+        self._patch(base_events.BaseEventLoop, "call_soon_threadsafe", call_soon_threadsafe)
+
+        original_submit = concurrent.futures.ThreadPoolExecutor.submit
+
+        def submit(pool: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            if not counter.counting or threading.current_thread() in pool._threads:
+                return original_submit(pool, fn, *args, **kwargs)
+            with counter._signal(pool, unconditional=_TO_THREAD):
+                return original_submit(pool, fn, *args, **kwargs)
+
+        self._patch(concurrent.futures.ThreadPoolExecutor, "submit", submit)
+
+        for owner, name in (
+            (concurrent.futures.Future, "set_result"),
+            (concurrent.futures.Future, "set_exception"),
+            (threading.Event, "set"),
+            (queue.Queue, "put"),
+            (threading.Condition, "notify"),
+        ):
+            self._patch(owner, name, self._signal_wrapper(owner.__dict__[name], name == "notify"))
+
+        for owner, name in (
+            (concurrent.futures.Future, "result"),
+            (concurrent.futures.Future, "exception"),
+            (threading.Event, "wait"),
+            (queue.Queue, "get"),
+            (threading.Condition, "wait"),
+        ):
+            self._patch(owner, name, self._receive_wrapper(owner.__dict__[name]))
+
+        for module in list(sys.modules.values()):
+            namespace = getattr(module, "__dict__", None)
+            if not isinstance(namespace, dict):
+                continue
+            for attribute, value in list(namespace.items()):
+                if value is _queue.SimpleQueue:
+                    self._patch(module, attribute, _CountingSimpleQueue)
+
+    def _signal_wrapper(self, original: Callable[..., Any], is_condition: bool) -> Callable[..., Any]:
+        counter = self
+
+        def signal(obj: Any, *args: Any, **kwargs: Any) -> Any:
+            if not counter.counting:
+                return original(obj, *args, **kwargs)
+            if is_condition:
+                stack = _state().stack
+                if stack and any(getattr(stack[-1], a, None) is obj for a in _INTERNAL_CONDITIONS):
+                    return original(obj, *args, **kwargs)
+            with counter._signal(obj):
+                return original(obj, *args, **kwargs)
+
+        return signal
+
+    def _receive_wrapper(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        counter = self
+
+        def receive(obj: Any, *args: Any, **kwargs: Any) -> Any:
+            if not counter.counting:
+                return original(obj, *args, **kwargs)
+            try:
+                result = original(obj, *args, **kwargs)
+            except (TimeoutError, queue.Empty):
+                raise
+            except BaseException:
+                counter._receive(obj)  # the other side's exception: consumed
+                raise
+            if result is not False:  # Event.wait / Condition.wait time out with False
+                counter._receive(obj)
+            return result
+
+        return receive
+
+    # -- recording -------------------------------------------------------------------------
+
+    @contextmanager
+    def _signal(self, obj: object, unconditional: str | None = None) -> Iterator[None]:
+        st = _state()
+        if not self.counting or st.paused:
+            yield
+            return
+        outer = st.record is None
+        if outer:
+            st.record = _Record(threading.get_ident(), site=self._site())
+            self.records.append(st.record)
+        record = st.record
+        record.parts.append(obj)
+        if unconditional is not None and record.unconditional is None:
+            record.unconditional = unconditional
+        self.signals[id(obj)].append(record.thread)
+        self.keep[id(obj)] = obj
+        st.stack.append(obj)
+        try:
+            yield
+        finally:
+            st.stack.pop()
+            if outer:
+                st.record = None
+
+    def _unconditional(self, where: str) -> None:
+        st = _state()
+        if st.paused:
+            return
+        if st.record is not None:
+            if st.record.unconditional is None:
+                st.record.unconditional = where
+            return
+        self.records.append(_Record(threading.get_ident(), unconditional=where, site=self._site()))
+
+    def _site(self) -> str:
+        """The innermost caller outside the standard library, anyio and this module."""
+        if not self.sites:
+            return ""
+        frames = traceback.extract_stack()[:-3]
+        chain = []
+        for frame in reversed(frames):
+            name = frame.filename.replace("\\", "/")
+            if any(part in name for part in _PLUMBING):
+                continue
+            chain.append(f"{name.rsplit('/', 2)[-2]}/{name.rsplit('/', 1)[-1]}:{frame.lineno} {frame.name}")
+            if len(chain) == 2:
+                break
+        return " <- ".join(chain) or "?"
+
+    def _receive(self, obj: object) -> None:
+        if not self.counting or _state().paused:
+            return
+        self.receives[id(obj)].append((threading.get_ident(), _is_loop_thread()))
+        self.keep[id(obj)] = obj
+
+    # -- counting --------------------------------------------------------------------------
+
+    def count(self, run: Callable[[], object], requests: int) -> HopCount:
+        """Run ``run`` (which serves ``requests`` requests) and count its wake-ups."""
+        self._reset()
+        self.counting = True
+        try:
+            run()
+        finally:
+            self.counting = False
+        result = self._tally(requests)
+        self._reset()
+        return result
+
+    def _tally(self, requests: int) -> HopCount:
+        budget: dict[int, int] = {}
+        receiver_is_loop: dict[int, bool] = {}
+        for key, senders in self.signals.items():
+            receivers = self.receives.get(key, [])
+            matched_signals = sum(1 for s in senders if any(r != s for r, _ in receivers))
+            matched_receives = sum(1 for r, _ in receivers if any(s != r for s in senders))
+            budget[key] = min(matched_signals, matched_receives)
+            loops = sum(1 for _, is_loop in receivers if is_loop)
+            receiver_is_loop[key] = loops * 2 > len(receivers)
+        counts = {_TO_LOOP: 0, _TO_THREAD: 0}
+        sites: dict[str, int] = defaultdict(int)
+        for record in self.records:
+            crossing = [id(p) for p in record.parts if budget.get(id(p), 0) > 0]
+            where = record.unconditional
+            if where is None and crossing:
+                where = _TO_LOOP if receiver_is_loop[crossing[0]] else _TO_THREAD
+            if where is not None:
+                counts[where] += 1
+                if self.sites:
+                    sites[f"{where}: {record.site}"] += 1
+            for key in crossing:
+                budget[key] -= 1
+        return HopCount(requests, counts[_TO_THREAD], counts[_TO_LOOP], dict(sites))

@@ -1,0 +1,464 @@
+"""In-process tier, WSGI to ASGI: a WSGI app behind each adapter, driven by a synthetic
+ASGI server on one event loop (no sockets).
+
+Subjects: bridge ``WsgiToAsgi``, a2wsgi ``WSGIMiddleware``, asgiref ``WsgiToAsgi``, each with
+its default settings (bridge: 40 threads; a2wsgi: 10; asgiref: one), and the no-adapter
+baseline: read the body, one ``run_in_executor`` hop that calls the app and drains its
+iterable, send the result.
+
+The synthetic server behaves like a real one: the request body comes in 64 KiB
+``http.request`` messages; after the last one, ``receive()`` blocks until the response is
+complete and then returns ``http.disconnect``; the final ``http.response.body`` completes
+the response, and any message after it is an error. Every response is checked for its
+status, its exact length and, when short, its exact body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Iterable, Iterator
+
+from .harness import Config, MiB, ScenarioResult, interleave, log, matches, ordered
+from .hops import HopCounter
+
+__all__ = ["SCENARIOS", "run"]
+
+CHUNK = 64 * 1024
+HELLO = b"Hello, world!"
+STREAM_CHUNK = b"x" * (MiB // 16)
+MEMORY_TOTAL = 256 * MiB
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+
+# -- the WSGI apps -------------------------------------------------------------------------
+
+
+def hello(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "13")])
+    return [HELLO]
+
+
+def stream_1mib(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    for _ in range(16):
+        yield STREAM_CHUNK
+
+
+def echo(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    body = environ["wsgi.input"].read()
+    start_response(
+        "200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
+
+
+def sleepy(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    time.sleep(0.010)
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]
+
+
+def stream_big(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """Stream as many bytes as the X-Bench-Bytes request header says, in 64 KiB chunks."""
+    total = int(environ["HTTP_X_BENCH_BYTES"])
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    for _ in range(total // CHUNK):
+        yield bytes(CHUNK)  # a fresh object each time: buffering shows in the peak
+
+
+def sink(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    stream = environ["wsgi.input"]
+    total = 0
+    while True:
+        data = stream.read(CHUNK)
+        if not data:
+            break
+        total += len(data)
+    body = str(total).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+# -- the no-adapter baseline: one executor hop, nothing else -----------------------------
+
+
+class Baseline:
+    """Read the whole body, hop once to a thread that calls the app and drains the
+    iterable, send what it returned. The floor any WSGI-to-ASGI adapter can reach."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.pool = ThreadPoolExecutor(40, thread_name_prefix="baseline")
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        environ = {
+            "REQUEST_METHOD": scope["method"],
+            "PATH_INFO": scope["path"],
+            "wsgi.input": io.BytesIO(body),
+        }
+        status_headers: list[Any] = []
+
+        def run() -> list[bytes]:
+            result = self.app(environ, lambda s, h, e=None: status_headers.extend((s, h)))
+            try:
+                return list(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+
+        chunks = await asyncio.get_running_loop().run_in_executor(self.pool, run)
+        status, headers = status_headers
+        await send(
+            {
+                "type": "http.response.start",
+                "status": int(status[:3]),
+                "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": False})
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False)
+
+
+def make_subjects(app: Callable[..., Iterable[bytes]], baseline: bool) -> dict[str, Any]:
+    from a2wsgi import WSGIMiddleware
+    from asgiref.wsgi import WsgiToAsgi as AsgirefWsgiToAsgi
+
+    from bridge import WsgiToAsgi
+
+    subjects: dict[str, Any] = {
+        "bridge": WsgiToAsgi(app),
+        "a2wsgi": WSGIMiddleware(app),
+        "asgiref": AsgirefWsgiToAsgi(app),
+    }
+    if baseline:
+        subjects["baseline"] = Baseline(app)
+    return subjects
+
+
+def close_subjects(subjects: dict[str, Any]) -> None:
+    for subject in subjects.values():
+        if isinstance(subject, Baseline):
+            subject.close()
+        executor = getattr(subject, "executor", None)  # a2wsgi's pool
+        if isinstance(executor, ThreadPoolExecutor):
+            executor.shutdown(wait=False)
+
+
+# -- the synthetic ASGI server -------------------------------------------------------------
+
+_SCOPE = {
+    "type": "http",
+    "asgi": {"version": "3.0", "spec_version": "2.3"},
+    "http_version": "1.1",
+    "scheme": "http",
+    "path": "/",
+    "raw_path": b"/",
+    "query_string": b"",
+    "root_path": "",
+    "client": ("127.0.0.1", 50000),
+    "server": ("127.0.0.1", 80),
+}
+
+
+class BadResponse(AssertionError):
+    pass
+
+
+async def one_request(
+    app: Any,
+    parts: Iterable[bytes],
+    content_length: int,
+    expect_length: int,
+    expect_body: bytes | None,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
+    """Serve one request to ``app`` like an ASGI server, and check the response."""
+    scope = dict(_SCOPE)
+    scope["method"] = "POST" if content_length else "GET"
+    scope["headers"] = [(b"host", b"bench"), (b"content-length", str(content_length).encode()), *headers]
+    pending: Iterator[bytes] = iter(parts)
+    upcoming = next(pending, None)
+    body_done = False
+    done = asyncio.Event()
+    started = False
+    status = 0
+    received = 0
+    kept: list[bytes] | None = [] if expect_body is not None else None
+
+    async def receive() -> dict[str, Any]:
+        nonlocal upcoming, body_done
+        if not body_done:
+            chunk = b"" if upcoming is None else upcoming
+            upcoming = None if upcoming is None else next(pending, None)
+            body_done = upcoming is None
+            return {"type": "http.request", "body": chunk, "more_body": not body_done}
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal started, status, received
+        kind = message["type"]
+        if done.is_set():
+            raise BadResponse(f"{kind} sent after the response was complete")
+        if kind == "http.response.start":
+            if started:
+                raise BadResponse("http.response.start sent twice")
+            started = True
+            status = message["status"]
+        elif kind == "http.response.body":
+            if not started:
+                raise BadResponse("http.response.body before http.response.start")
+            body = message.get("body", b"")
+            received += len(body)
+            if kept is not None:
+                kept.append(body)
+            if not message.get("more_body", False):
+                done.set()
+        else:
+            raise BadResponse(f"unexpected message {kind!r}")
+
+    await app(scope, receive, send)
+    if status != 200 or received != expect_length or not done.is_set():
+        raise BadResponse(
+            f"bad response: status {status}, {received} of {expect_length} bytes, complete={done.is_set()}"
+        )
+    if kept is not None and b"".join(kept) != expect_body:
+        raise BadResponse(f"bad response body {b''.join(kept)[:40]!r}")
+
+
+# -- scenarios -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str
+    title: str
+    app: Callable[..., Iterable[bytes]]
+    kind: str  # "sequential", "concurrent" or "memory"
+    requests: int  # per measurement, full mode
+    quick_requests: int
+    body: Callable[[], Iterable[bytes]]  # the request body, as the server's messages
+    content_length: int
+    expect_length: int
+    expect_body: bytes | None = None
+    count_requests: int = 10  # requests in the hop-counted run
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+_ECHO_BODY = b"e" * MiB
+_ECHO_PARTS = [_ECHO_BODY[i : i + CHUNK] for i in range(0, MiB, CHUNK)]
+
+
+def _fresh_chunks(total: int) -> Iterator[bytes]:
+    for _ in range(total // CHUNK):
+        yield bytes(CHUNK)
+
+
+SCENARIOS = [
+    Scenario("w2a.hello", "hello", hello, "sequential", 200, 100, list, 0, 13, HELLO, 20),
+    Scenario(
+        "w2a.out-1mib", "1 MiB out, 16 chunks", stream_1mib, "sequential", 20, 10, list, 0, MiB, None, 5
+    ),
+    Scenario(
+        "w2a.echo-1mib", "1 MiB echo", echo, "sequential", 20, 10, lambda: _ECHO_PARTS, MiB, MiB, None, 5
+    ),
+    Scenario("w2a.concurrent-64", "64 concurrent x 10 ms", sleepy, "concurrent", 64, 64, list, 0, 2, b"ok", 64),
+    Scenario(
+        "w2a.memory-out-256mib",
+        "peak memory, 256 MiB out",
+        stream_big,
+        "memory",
+        1,
+        1,
+        list,
+        0,
+        MEMORY_TOTAL,
+        headers=((b"x-bench-bytes", str(MEMORY_TOTAL).encode()),),
+    ),
+    Scenario(
+        "w2a.memory-in-256mib",
+        "peak memory, 256 MiB in",
+        sink,
+        "memory",
+        1,
+        1,
+        lambda: _fresh_chunks(MEMORY_TOTAL),
+        MEMORY_TOTAL,
+        len(str(MEMORY_TOTAL)),
+        str(MEMORY_TOTAL).encode(),
+    ),
+]
+
+
+async def _batch(app: Any, scenario: Scenario, n: int) -> None:
+    def request() -> Awaitable[None]:
+        return one_request(
+            app,
+            scenario.body(),
+            scenario.content_length,
+            scenario.expect_length,
+            scenario.expect_body,
+            scenario.headers,
+        )
+
+    if scenario.kind == "concurrent":
+        await asyncio.gather(*(request() for _ in range(n)))
+    else:
+        for _ in range(n):
+            await request()
+
+
+def _run_batch(loop: asyncio.AbstractEventLoop, app: Any, scenario: Scenario, n: int) -> float:
+    start = time.perf_counter()
+    loop.run_until_complete(asyncio.wait_for(_batch(app, scenario, n), 120))
+    return time.perf_counter() - start
+
+
+def _peak_mib(loop: asyncio.AbstractEventLoop, app: Any, scenario: Scenario) -> tuple[float, float]:
+    tracemalloc.start()
+    try:
+        seconds = _run_batch(loop, app, scenario, 1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak / MiB, seconds
+
+
+def run_scenario(loop: asyncio.AbstractEventLoop, scenario: Scenario, config: Config) -> ScenarioResult:
+    memory = scenario.kind == "memory"
+    subjects = make_subjects(scenario.app, baseline=not memory)
+    names = ordered(subjects)
+    n = scenario.quick_requests if config.quick else scenario.requests
+    try:
+        if memory:
+            rounds = config.rounds_for(full=3, quick=1)
+            seconds: dict[str, list[float]] = {name: [] for name in names}
+
+            def measure(name: str) -> float:
+                peak, took = _peak_mib(loop, subjects[name], scenario)
+                seconds[name].append(took)
+                return peak
+
+            results, speedups = interleave(
+                names,
+                measure,
+                rounds,
+                reference=None,
+                better="lower",
+                warmup=lambda name: _run_batch(loop, subjects[name], _SMALL_STREAMS[scenario.id], 1),
+            )
+            for name in names:
+                results[name].extra["seconds_under_tracemalloc"] = seconds[name]
+            unit, per_round = "MiB", "peak traced memory (tracemalloc) while serving one request"
+        else:
+            concurrent = scenario.kind == "concurrent"
+            rounds = config.rounds_for(full=21 if not concurrent else 11, quick=5 if not concurrent else 3)
+            scale = 1e3 if concurrent else 1e6 / n
+
+            def warm(name: str) -> None:
+                for _ in range(2):
+                    _run_batch(loop, subjects[name], scenario, n if concurrent else max(1, n // 10))
+
+            results, speedups = interleave(
+                names,
+                lambda name: _run_batch(loop, subjects[name], scenario, n) * scale,
+                rounds,
+                reference="baseline",
+                better="lower",
+                warmup=warm,
+            )
+            unit = "ms/batch" if concurrent else "µs/req"
+            per_round = f"{n} requests at once" if concurrent else f"{n} requests one after another"
+            with HopCounter() as counter:
+                for name in names:
+                    _run_batch(loop, subjects[name], scenario, min(2, scenario.count_requests))
+                    k = scenario.count_requests
+                    hops = counter.count(lambda name=name, k=k: _run_batch(loop, subjects[name], scenario, k), k)
+                    results[name].hops = hops.as_dict()
+    finally:
+        close_subjects(subjects)
+    return ScenarioResult(
+        id=scenario.id,
+        tier="inprocess",
+        direction="WSGI to ASGI",
+        title=scenario.title,
+        unit=unit,
+        better="lower",
+        reference=None if memory else "baseline",
+        rounds=rounds,
+        per_round=per_round,
+        subjects={name: results[name] for name in names},
+        speedup=None if memory or not speedups else _median(speedups),
+        speedups=[] if memory else speedups,
+    )
+
+
+def _median(values: list[float]) -> float:
+    import statistics
+
+    return statistics.median(values)
+
+
+# Warm-up for the memory scenarios: the same app paths, a small stream.
+_SMALL_STREAMS = {
+    "w2a.memory-out-256mib": Scenario(
+        "warm",
+        "warm",
+        stream_big,
+        "sequential",
+        1,
+        1,
+        list,
+        0,
+        4 * MiB,
+        headers=((b"x-bench-bytes", str(4 * MiB).encode()),),
+    ),
+    "w2a.memory-in-256mib": Scenario(
+        "warm",
+        "warm",
+        sink,
+        "sequential",
+        1,
+        1,
+        lambda: _fresh_chunks(4 * MiB),
+        4 * MiB,
+        len(str(4 * MiB)),
+        str(4 * MiB).encode(),
+    ),
+}
+
+
+def run(config: Config) -> list[ScenarioResult]:
+    selected = [s for s in SCENARIOS if matches(s.id, config.only)]
+    if not selected:
+        return []
+    results = []
+    loop = asyncio.new_event_loop()
+    try:
+        for scenario in selected:
+            started = time.perf_counter()
+            log(f"  {scenario.id} ...")
+            results.append(run_scenario(loop, scenario, config))
+            log(f"  {scenario.id}: {time.perf_counter() - started:.1f} s")
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+    return results

@@ -1,0 +1,189 @@
+"""A bounded, thread-safe hand-off between an event loop and a worker thread.
+
+What decides the adapters' speed is how often one side must wake the other (each
+wake-up is a trip through the loop's self-pipe or a thread switch, tens of
+microseconds). Here a side is woken only when it is actually waiting: a producer that
+stays ahead of its consumer, within the byte budget, never pays for a wake-up, and a
+consumer that finds data waiting takes all of it at once.
+
+One side runs on the event loop (``*_in_loop`` methods, async), the other in one
+ordinary thread (``*_in_thread`` methods, blocking). Either may produce. Closing
+wakes both sides; every blocking wait also wakes up now and then so its caller can
+check for a reason to stop (the waits have a way out even if a peer vanishes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import deque
+from typing import Any, Callable, Generic, TypeVar
+
+import anyio
+import anyio.lowlevel
+
+__all__ = ["Closed", "Handoff"]
+
+T = TypeVar("T")
+
+_THREAD_POLL = 0.5
+
+
+class Closed(Exception):
+    """The hand-off was closed: nothing more will come, and puts are refused."""
+
+
+class Handoff(Generic[T]):
+    """Items with sizes, from a producer to a consumer; at most ``limit`` bytes queued
+    (an item larger than the limit still passes, alone)."""
+
+    __slots__ = (
+        "_closed",
+        "_cond",
+        "_items",
+        "_loop_event",
+        "_loop_thread",
+        "_loop_waiting",
+        "_queued",
+        "_thread_waiting",
+        "_wake_loop",
+        "limit",
+    )
+
+    def __init__(self, limit: int) -> None:
+        """Create it on the event loop: it remembers the loop to wake."""
+        self.limit = limit
+        self._items: deque[tuple[T, int]] = deque()
+        self._queued = 0
+        self._cond = threading.Condition(threading.Lock())
+        self._closed = False
+        self._thread_waiting = False
+        self._loop_waiting = False
+        self._loop_event: anyio.Event | None = None
+        self._loop_thread = threading.get_ident()
+        token = anyio.lowlevel.current_token()
+        run_sync_soon = token.backend_class.run_sync_soon
+        native = token.native_token
+
+        def wake_loop(event: anyio.Event) -> None:
+            run_sync_soon(event.set, (), native)
+
+        self._wake_loop: Callable[[anyio.Event], None] = wake_loop
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- shared ------------------------------------------------------------------------
+
+    def _take_all(self) -> list[T]:
+        """Under the lock: everything queued, and wake a producer that waits for room."""
+        items = [item for item, _ in self._items]
+        self._items.clear()
+        self._queued = 0
+        return items
+
+    def close(self) -> None:
+        """From either side: wake both; later puts raise Closed."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            event = self._loop_event if self._loop_waiting else None
+            self._loop_waiting = False
+        if event is not None:
+            self._signal_loop(event)
+
+    def _signal_loop(self, event: anyio.Event) -> None:
+        # From the loop's own thread a plain set() is right; from elsewhere, hand it over.
+        if threading.get_ident() == self._loop_thread:
+            event.set()
+            return
+        with contextlib.suppress(Exception):  # the loop is gone: nobody is left to wake
+            self._wake_loop(event)
+
+    def set_limit(self, limit: int) -> None:
+        """Change the byte budget; a producer waiting for room re-checks at once."""
+        with self._cond:
+            self.limit = limit
+            self._cond.notify_all()
+            event = self._loop_event if self._loop_waiting else None
+            self._loop_waiting = False
+        if event is not None:
+            self._signal_loop(event)
+
+    # -- thread side -------------------------------------------------------------------
+
+    def put_in_thread(self, item: T, size: int, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Queue an item; block while the queue is over its budget."""
+        with self._cond:
+            while self._queued and self._queued + size > self.limit and not self._closed:
+                self._thread_waiting = True
+                self._cond.wait(_THREAD_POLL)
+                self._thread_waiting = False
+                if should_stop():
+                    raise Closed("stopped while waiting for room")
+            if self._closed:
+                raise Closed("the hand-off is closed")
+            self._items.append((item, size))
+            self._queued += size
+            event = self._loop_event if self._loop_waiting else None
+            self._loop_waiting = False
+        if event is not None:
+            self._wake_loop(event)
+
+    def get_in_thread(self, should_stop: Callable[[], bool] = lambda: False) -> list[T]:
+        """Take everything queued; block while nothing is. Raises Closed once closed
+        and empty, or when ``should_stop()`` says so while waiting."""
+        with self._cond:
+            while not self._items:
+                if self._closed:
+                    raise Closed("the hand-off is closed")
+                self._thread_waiting = True
+                self._cond.wait(_THREAD_POLL)
+                self._thread_waiting = False
+                if not self._items and should_stop():
+                    raise Closed("stopped while waiting for data")
+            items = self._take_all()
+            event = self._loop_event if self._loop_waiting else None
+            self._loop_waiting = False
+        if event is not None:
+            self._wake_loop(event)  # a loop producer waiting for room
+        return items
+
+    # -- loop side ---------------------------------------------------------------------
+
+    async def put_in_loop(self, item: T, size: int) -> None:
+        """Queue an item; wait while the queue is over its budget."""
+        while True:
+            with self._cond:
+                if self._closed:
+                    raise Closed("the hand-off is closed")
+                if not self._queued or self._queued + size <= self.limit:
+                    self._items.append((item, size))
+                    self._queued += size
+                    if self._thread_waiting:
+                        self._cond.notify()
+                    return
+                event = self._loop_event = anyio.Event()
+                self._loop_waiting = True
+            await event.wait()
+
+    async def get_in_loop(self) -> list[T]:
+        """Take everything queued; wait while nothing is. Raises Closed once closed
+        and empty."""
+        while True:
+            with self._cond:
+                if self._items:
+                    items = self._take_all()
+                    if self._thread_waiting:
+                        self._cond.notify()
+                    return items
+                if self._closed:
+                    raise Closed("the hand-off is closed")
+                event = self._loop_event = anyio.Event()
+                self._loop_waiting = True
+            await event.wait()
+
+    def pending(self) -> Any:
+        """For tests and debugging: the number of bytes queued."""
+        return self._queued
