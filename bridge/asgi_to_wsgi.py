@@ -9,14 +9,16 @@ The translation rules live in the pure modules (:mod:`bridge.environ`,
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import os
 import queue
 import threading
+import time
 import weakref
 from concurrent.futures import Future
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Coroutine, Iterable, Iterator
 
 import anyio
 import anyio.to_thread
@@ -189,7 +191,7 @@ class AsgiToWsgi:
             scope["state"] = dict(lifespan.state)
         assert self._read_limiter is not None
         call = _Call(self, scope, body, portal, self._read_limiter)
-        call.future = portal.start_task_soon(call.run, name="bridge request")
+        call.future = call.spawn(call.run)
         return call.respond(start_response)
 
 
@@ -310,20 +312,24 @@ class _Call:
         self.start_seen = False
         self.finished = False  # the final body message was sent
         self.aborted = False  # the WSGI server closed the response early: client gone
-        self.task_ended = threading.Event()
+        self.task_ended = False  # set on the loop when the app's task is over
+        self.asyncio_loop = adapter._loop.asyncio_loop
+        # Loop-side events, made only when someone has to wait (most requests don't).
+        self.response_done = False
+        self.pending_start: tuple[Any, ...] | None = None
+        self._response_over: anyio.Event | None = None
+        self._ended: anyio.Event | None = None
         self.future: Future[None] | None = None
 
     # -- on the loop -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        self.response_over = anyio.Event()
-        self.ended = anyio.Event()
         try:
             await self.app(self.scope, self.receive, self.send)
         except anyio.get_cancelled_exc_class():
             # Cut off (the adapter closed, or the client left): never let the WSGI
             # server finish a truncated response as if it were complete.
-            self.events.put(
+            self._emit(
                 (_ERROR, BridgeError("the ASGI app's task was cancelled before it finished its response"))
             )
             raise
@@ -338,12 +344,13 @@ class _Call:
                     logger.debug("the ASGI app stopped after its client left: %r", error)
                 else:
                     logger.error("the ASGI app raised after its client left", exc_info=error)
-            self.events.put((_ERROR, error))
+            self._emit((_ERROR, error))
         else:
-            self.events.put((_END,))
+            self._emit((_END,))
         finally:
-            self.ended.set()
-            self.task_ended.set()
+            self.task_ended = True
+            if self._ended is not None:
+                self._ended.set()
 
     async def receive(self) -> Message:
         if self.aborted:
@@ -352,7 +359,10 @@ class _Call:
             return await self.body.next_message(self.limiter)
         # The whole body was delivered: http.disconnect comes only once the response
         # is complete or the client has gone (ASGI www spec, "Disconnect").
-        await self.response_over.wait()
+        if not self.response_done:
+            if self._response_over is None:
+                self._response_over = anyio.Event()
+            await self._response_over.wait()
         return _DISCONNECT
 
     async def send(self, message: Message) -> None:
@@ -377,12 +387,12 @@ class _Call:
             more = bool(message.get("more_body", False))
             if not more:
                 self.finished = True
-                self.response_over.set()
+                self._end_response()
             if self.head:
                 body = b""  # the server would write it: WSGI leaves HEAD to the app
-            self.events.put((_BODY, body, more))
-            if body:
-                await self._reserve(len(body), wait=more)
+            self._emit((_BODY, body, more))
+            if body and more:
+                await self._reserve(len(body))
         elif kind == "http.response.start":
             if self.start_seen:
                 raise ResponseError("the ASGI app sent http.response.start twice")
@@ -391,34 +401,57 @@ class _Call:
             status = parse_asgi_status(message["status"])
             headers = decode_asgi_headers(message.get("headers", ()))
             self.start_seen = True
-            self.events.put((_START, status, headers))
+            # Held back and put just before what follows, so that the WSGI thread
+            # wakes once for the status and the first body, not twice.
+            self.pending_start = (_START, status, headers)
         elif kind == "http.response.trailers":
             return  # never advertised; WSGI has no trailers
         else:
             raise ResponseError(f"unsupported ASGI message type {kind!r} for an http scope")
 
-    async def _reserve(self, size: int, *, wait: bool) -> None:
-        """Account for buffered bytes; wait while the WSGI side is too far behind."""
+    async def _reserve(self, size: int) -> None:
+        """Account for buffered bytes (of non-final bodies: the final one needs no
+        room); wait while the WSGI side is too far behind."""
         with self.lock:
             self.buffered += size
-            if not wait or self.buffered <= self.limit:
+            if self.buffered <= self.limit:
                 return
             event = self.space = anyio.Event()
         await event.wait()
         if self.aborted:
             raise ClientDisconnected("the client disconnected")
 
+    def _emit(self, event: tuple[Any, ...]) -> None:
+        start = self.pending_start
+        if start is not None:
+            self.pending_start = None
+            self.events.put(start)
+        self.events.put(event)
+
+    def _end_response(self) -> None:
+        self.response_done = True
+        if self._response_over is not None:
+            self._response_over.set()
+
     async def _abort_then_cancel(self) -> None:
         self.aborted = True
-        self.response_over.set()
+        self._end_response()
         space = self.space
         if space is not None:
             space.set()
-        with anyio.move_on_after(self.grace):
-            await self.ended.wait()
-        if not self.ended.is_set() and self.future is not None:
+        if not self.task_ended:
+            self._ended = anyio.Event()
+            with anyio.move_on_after(self.grace):
+                await self._ended.wait()
+        if not self.task_ended and self.future is not None:
             logger.warning("cancelling the ASGI app's task: its client left %s s ago", self.grace)
             self.future.cancel()
+
+    def spawn(self, func: Callable[[], Coroutine[Any, Any, None]]) -> Future[None]:
+        """Start a task on the loop, without waiting for the loop to acknowledge."""
+        if self.asyncio_loop is not None:
+            return asyncio.run_coroutine_threadsafe(func(), self.asyncio_loop)
+        return self.portal.start_task_soon(func)
 
     # -- in the WSGI thread ----------------------------------------------------------------
 
@@ -427,7 +460,7 @@ class _Call:
             try:
                 return self.events.get(timeout=_POLL)
             except queue.Empty:
-                if not self.loop.running and not self.task_ended.is_set():
+                if not self.loop.running and not self.task_ended:
                     raise BridgeError("the event loop thread running the ASGI app has stopped") from None
 
     def _consumed(self, size: int) -> None:
@@ -437,7 +470,10 @@ class _Call:
             if event is None or self.buffered > self.limit:
                 return
             self.space = None
-        self.portal.start_task_soon(_set_event, event)
+        if self.asyncio_loop is not None:
+            self.asyncio_loop.call_soon_threadsafe(event.set)
+        else:
+            self.portal.start_task_soon(_set_event, event)
 
     def respond(self, start_response: StartResponse) -> Iterable[bytes]:
         """Wait for the status, headers and first body bytes; then start the response."""
@@ -451,8 +487,9 @@ class _Call:
             if kind is _BODY:
                 data, more = event[1], event[2]
                 if data:
-                    self._consumed(len(data))
                     chunks.append(data)
+                    if more:
+                        self._consumed(len(data))
                 if not more:
                     complete = True
                     break
@@ -489,11 +526,29 @@ class _Call:
         response, and nothing of the request should outlive that).
         """
         try:
-            self.portal.start_task_soon(self._abort_then_cancel)
+            self.spawn(self._abort_then_cancel)
         except Exception:  # the loop is gone; nothing is left to tell
             return
-        if wait and not self.task_ended.wait(self.grace + _CANCEL_WAIT):
-            logger.warning("the ASGI app's task did not end after it was cancelled")
+        if wait:
+            self._wait_for_end(self.grace + _CANCEL_WAIT)
+
+    def _wait_for_end(self, timeout: float) -> None:
+        """Drain the response events until the task's last one (it always sends an end
+        or an error, whichever way it finishes)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                logger.warning("the ASGI app's task did not end after it was cancelled")
+                return
+            try:
+                event = self.events.get(timeout=min(remaining, _POLL))
+            except queue.Empty:
+                if not self.loop.running:
+                    return
+                continue
+            if event[0] is _END or event[0] is _ERROR:
+                return
 
 
 class _ResponseIterator:
@@ -520,9 +575,10 @@ class _ResponseIterator:
                 data, more = event[1], event[2]
                 if not more:
                     self.done = True
-                if data:
+                elif data:
                     call._consumed(len(data))
-                    return bytes(data)
+                if data:
+                    return data  # type: ignore[no-any-return]
             elif kind is _ERROR:
                 self.done = True
                 raise event[1]

@@ -8,6 +8,7 @@ hold up interpreter exit.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import threading
@@ -30,6 +31,9 @@ class LoopThread:
         self.backend = backend
         self.backend_options = backend_options or {}
         self.portal: BlockingPortal | None = None
+        # On asyncio, the loop itself: the hot path submits to it directly, since a
+        # portal call waits for the loop to acknowledge (a second round trip).
+        self.asyncio_loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
 
@@ -52,6 +56,8 @@ class LoopThread:
 
         async def main() -> None:
             async with BlockingPortal() as portal:
+                if self.backend == "asyncio":
+                    self.asyncio_loop = asyncio.get_running_loop()
                 self.portal = portal
                 ready.set()
                 await portal.sleep_until_stopped()
@@ -63,6 +69,7 @@ class LoopThread:
                 failure.append(exc)
             finally:
                 self.portal = None
+                self.asyncio_loop = None
                 ready.set()
 
         thread = threading.Thread(target=run, name=f"bridge-{self.backend}-loop", daemon=True)
@@ -85,4 +92,5 @@ class LoopThread:
         if thread is not threading.current_thread():
             thread.join(timeout)
         self.portal = None
+        self.asyncio_loop = None
         self._thread = None
