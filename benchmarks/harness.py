@@ -33,6 +33,7 @@ class Config:
     only: list[str]
     duration: float | None  # server tier: seconds of load per measurement
     client: str  # server tier: "auto", "wrk" or "python"
+    hop_sites: bool = False  # record where each counted wake-up comes from
 
     def rounds_for(self, full: int, quick: int) -> int:
         if self.rounds is not None:

@@ -49,6 +49,7 @@ from __future__ import annotations
 import _queue
 import asyncio
 import concurrent.futures
+import gc
 import queue
 import sys
 import threading
@@ -59,13 +60,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-__all__ = ["HopCount", "HopCounter", "driver"]
+__all__ = ["HopCount", "HopCounter", "driver", "enter_thread"]
 
 _TO_LOOP, _TO_THREAD = "to_loop", "to_thread"
 # Conditions owned by a primitive: notifying them is part of that primitive's signal.
 _INTERNAL_CONDITIONS = ("_cond", "_condition", "not_empty", "not_full", "all_tasks_done")
 
-_PLUMBING = ("/asyncio/", "/concurrent/", "/threading.py", "/queue.py", "/anyio/", "benchmarks/hops.py")
+_PLUMBING = ("/asyncio/", "/concurrent/", "/threading.py", "/queue.py", "/anyio/")
 
 _local = threading.local()
 _active: HopCounter | None = None
@@ -111,6 +112,14 @@ class _Record:
     site: str = ""
 
 
+def enter_thread() -> None:
+    """Called by a thread of the benchmark's own pool that plays a server thread, at
+    the start of each request: during a counted run, its SimpleQueue calls count too."""
+    counter = _active
+    if counter is not None and counter.profiling and sys.getprofile() is None:
+        sys.setprofile(counter._profile)
+
+
 @contextmanager
 def driver() -> Iterator[None]:
     """Leave the benchmark driver's own thread hand-offs out of the count (its pool
@@ -132,30 +141,13 @@ def _state() -> Any:
     return st
 
 
+def _where(frame: traceback.FrameSummary) -> str:
+    parts = frame.filename.replace("\\", "/").rsplit("/", 2)
+    return f"{'/'.join(parts[-2:])}:{frame.lineno} {frame.name}"
+
+
 def _is_loop_thread() -> bool:
     return asyncio._get_running_loop() is not None
-
-
-class _CountingSimpleQueue(_queue.SimpleQueue):  # type: ignore[type-arg]
-    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        counter = _active
-        if counter is None:
-            return super().put(item, block, timeout)
-        with counter._signal(self):
-            super().put(item, block, timeout)
-
-    def put_nowait(self, item: Any) -> None:
-        self.put(item, False)
-
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        item = super().get(block, timeout)
-        counter = _active
-        if counter is not None:
-            counter._receive(self)
-        return item
-
-    def get_nowait(self) -> Any:
-        return self.get(False)
 
 
 class HopCounter:
@@ -178,6 +170,7 @@ class HopCounter:
         self.receives: dict[int, list[tuple[int, bool]]] = defaultdict(list)
         self.keep: dict[int, object] = {}  # strong references: ids stay unique in a run
         self.counting = False
+        self.profiling = False
 
     # -- installing ------------------------------------------------------------------------
 
@@ -215,7 +208,8 @@ class HopCounter:
         original_submit = concurrent.futures.ThreadPoolExecutor.submit
 
         def submit(pool: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-            if not counter.counting or threading.current_thread() in pool._threads:
+            me = threading.get_ident()
+            if not counter.counting or any(t.ident == me for t in pool._threads):
                 return original_submit(pool, fn, *args, **kwargs)
             with counter._signal(pool, unconditional=_TO_THREAD):
                 return original_submit(pool, fn, *args, **kwargs)
@@ -240,13 +234,6 @@ class HopCounter:
         ):
             self._patch(owner, name, self._receive_wrapper(owner.__dict__[name]))
 
-        for module in list(sys.modules.values()):
-            namespace = getattr(module, "__dict__", None)
-            if not isinstance(namespace, dict):
-                continue
-            for attribute, value in list(namespace.items()):
-                if value is _queue.SimpleQueue:
-                    self._patch(module, attribute, _CountingSimpleQueue)
 
     def _signal_wrapper(self, original: Callable[..., Any], is_condition: bool) -> Callable[..., Any]:
         counter = self
@@ -319,19 +306,25 @@ class HopCounter:
         self.records.append(_Record(threading.get_ident(), unconditional=where, site=self._site()))
 
     def _site(self) -> str:
-        """The innermost caller outside the standard library, anyio and this module."""
+        """Where a hop starts: the two innermost callers outside the standard library,
+        anyio and this module; for a callback the event loop runs, or a thread with no
+        such caller, the innermost frame that is not this module."""
         if not self.sites:
             return ""
-        frames = traceback.extract_stack()[:-3]
-        chain = []
+        frames = [f for f in traceback.extract_stack() if not f.filename.endswith(("hops.py", "contextlib.py"))]
+        chain: list[str] = []
         for frame in reversed(frames):
             name = frame.filename.replace("\\", "/")
+            if frame.name == "_run_once" and name.endswith("asyncio/base_events.py"):
+                break  # the loop called us back: frames beyond belong to someone else
             if any(part in name for part in _PLUMBING):
                 continue
-            chain.append(f"{name.rsplit('/', 2)[-2]}/{name.rsplit('/', 1)[-1]}:{frame.lineno} {frame.name}")
+            chain.append(_where(frame))
             if len(chain) == 2:
                 break
-        return " <- ".join(chain) or "?"
+        if not chain and frames:
+            chain.append(_where(frames[-1]))
+        return " <- ".join(chain)
 
     def _receive(self, obj: object) -> None:
         if not self.counting or _state().paused:
@@ -341,14 +334,54 @@ class HopCounter:
 
     # -- counting --------------------------------------------------------------------------
 
+    # -- SimpleQueue, a C type: seen through a profile hook -----------------------------
+
+    def _profile(self, frame: Any, event: str, arg: Any) -> None:
+        if not self.profiling:
+            sys.setprofile(None)  # the run is over: this thread stops paying for the hook
+            return
+        if event == "c_call" and self.counting:
+            owner = getattr(arg, "__self__", None)
+            if type(owner) is _queue.SimpleQueue and arg.__name__ in ("put", "put_nowait"):
+                with self._signal(owner):
+                    pass
+
+    def _enable_profiling(self) -> None:
+        """Profile this thread, threads started from now on, and every running asyncio
+        loop's thread (a loop thread is where a SimpleQueue hand-off starts)."""
+        self.profiling = True
+        hook = self._profile
+        sys.setprofile(hook)
+        threading.setprofile(hook)
+        me = threading.get_ident()
+        for obj in gc.get_objects():
+            if isinstance(obj, base_events.BaseEventLoop) and obj.is_running() and obj._thread_id != me:
+                done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+                def enable(done: concurrent.futures.Future[None] = done) -> None:
+                    sys.setprofile(hook)
+                    done.set_result(None)
+
+                obj.call_soon_threadsafe(enable)
+                done.result(timeout=10)
+
+    def _disable_profiling(self) -> None:
+        self.profiling = False  # other threads drop the hook at their next event
+        threading.setprofile(None)  # type: ignore[arg-type]
+        sys.setprofile(None)
+
+    # -- counting --------------------------------------------------------------------------
+
     def count(self, run: Callable[[], object], requests: int) -> HopCount:
         """Run ``run`` (which serves ``requests`` requests) and count its wake-ups."""
         self._reset()
+        self._enable_profiling()
         self.counting = True
         try:
             run()
         finally:
             self.counting = False
+            self._disable_profiling()
         result = self._tally(requests)
         self._reset()
         return result
@@ -357,6 +390,13 @@ class HopCounter:
         budget: dict[int, int] = {}
         receiver_is_loop: dict[int, bool] = {}
         for key, senders in self.signals.items():
+            obj = self.keep[key]
+            if type(obj) is _queue.SimpleQueue:
+                # Its get() runs in C, often in a thread that is not profiled: what was
+                # taken out is what was put in minus what is left.
+                budget[key] = max(0, len(senders) - obj.qsize())
+                receiver_is_loop[key] = False
+                continue
             receivers = self.receives.get(key, [])
             matched_signals = sum(1 for s in senders if any(r != s for r, _ in receivers))
             matched_receives = sum(1 for r, _ in receivers if any(s != r for s in senders))

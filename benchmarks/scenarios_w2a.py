@@ -386,7 +386,7 @@ def run_scenario(loop: asyncio.AbstractEventLoop, scenario: Scenario, config: Co
             )
             unit = "ms/batch" if concurrent else "µs/req"
             per_round = f"{n} requests at once" if concurrent else f"{n} requests one after another"
-            with HopCounter() as counter:
+            with HopCounter(sites=config.hop_sites) as counter:
                 for name in names:
                     _run_batch(loop, subjects[name], scenario, min(2, scenario.count_requests))
                     k = scenario.count_requests

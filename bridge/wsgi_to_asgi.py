@@ -15,23 +15,25 @@ producer pays no round trip per chunk and memory stays bounded.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import io
 import logging
 import threading
 import time
+from functools import partial
 from typing import Any, Callable, Coroutine, Iterable, Iterator, Sequence, TypeVar
 
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
-from anyio import from_thread
 
 from ._types import Environ, ExcInfo, Receive, Scope, Send, WriteCallable, WSGIApp
 from .environ import DEFAULT_MAX_DUPLICATE_HEADERS, build_environ
 from .errors import AppExitError, BadRequestError, ClientDisconnected, InvalidScopeError, ResponseError
 from .handoff import Closed, Handoff
 from .http import encode_response_headers, parse_content_length, parse_status
+from .workers import AnyioWorkers, AsyncioWorkers, Workers, is_cancellation
 from .wsgi_streams import ErrorStream, StreamingInput
 
 __all__ = ["DEFAULT_MAX_THREADS", "WsgiToAsgi"]
@@ -94,18 +96,22 @@ class WsgiToAsgi:
         self.max_duplicate_headers = max_duplicate_headers
         self.on_startup = tuple(on_startup)
         self.on_shutdown = tuple(on_shutdown)
-        # One limiter per event loop: anyio's primitives belong to the loop that made them.
-        self._limiter: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar(
-            f"bridge.WsgiToAsgi.limiter.{id(self):x}"
+        # Workers per event loop: anyio's primitives belong to the loop that made them.
+        self._workers: anyio.lowlevel.RunVar[Workers] = anyio.lowlevel.RunVar(
+            f"bridge.WsgiToAsgi.workers.{id(self):x}"
         )
 
-    def _get_limiter(self) -> anyio.CapacityLimiter:
+    def _get_workers(self) -> Workers:
         try:
-            return self._limiter.get()
+            return self._workers.get()
         except LookupError:
-            limiter = anyio.CapacityLimiter(self.max_threads)
-            self._limiter.set(limiter)
-            return limiter
+            workers: Workers
+            if anyio.get_cancelled_exc_class() is asyncio.CancelledError:
+                workers = AsyncioWorkers(self.max_threads)
+            else:
+                workers = AnyioWorkers(self.max_threads)
+            self._workers.set(workers)
+            return workers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -162,7 +168,8 @@ class WsgiToAsgi:
         else:
             remaining = None
         receiver = _Receiver(receive, not more_body, remaining)
-        exchange = _Exchange(self.wsgi_app, environ, send, errors, self.strict, receiver)
+        workers = self._get_workers()
+        exchange = _Exchange(self.wsgi_app, environ, send, errors, self.strict, receiver, workers)
         if receiver.body_complete:
             if limit is not None and len(body) > limit:
                 body = body[:limit]
@@ -172,19 +179,16 @@ class WsgiToAsgi:
             # the receiver task takes it from the server and hands it over, bounded.
             environ["wsgi.input"] = StreamingInput(body, exchange.pull_body, limit)
 
-        limiter = self._get_limiter()
         run = exchange.context.run
         try:
-            chunks, finished = await anyio.to_thread.run_sync(
-                run, exchange.in_worker, exchange.run_app, limiter=limiter
-            )
+            chunks, finished = await workers.run(partial(run, exchange.in_worker, exchange.run_app))
             if finished:
                 if exchange.content_length is None and not exchange.headers_sent:
                     exchange.add_content_length(environ["REQUEST_METHOD"], sum(map(len, chunks)))
                 await exchange.send_chunks(chunks, more_body=False)
             else:
                 await exchange.send_chunks(chunks, more_body=True)
-                await exchange.stream(limiter)
+                await exchange.stream()
         except ClientDisconnected as exc:
             logger.debug("client disconnected: %s", exc)
             return
@@ -194,7 +198,7 @@ class WsgiToAsgi:
             receiver.stop()
             if exchange.abandon():
                 with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(run, exchange.close_iterable, limiter=limiter)
+                    await workers.run(partial(run, exchange.close_iterable))
             elif exchange.worker_active:
                 # The server cancelled the task outright (asyncio's Task.cancel(), which
                 # anyio cannot hold off) while the worker still runs the app. It stops
@@ -367,6 +371,7 @@ class _Exchange:
         "lock",
         "needs_close",
         "out",
+        "pending",
         "receiver",
         "send",
         "send_error",
@@ -375,6 +380,7 @@ class _Exchange:
         "status",
         "strict",
         "worker_active",
+        "workers",
         "wrote",
     )
 
@@ -386,8 +392,11 @@ class _Exchange:
         errors: ErrorStream,
         strict: bool,
         receiver: _Receiver,
+        workers: Workers,
     ) -> None:
         self.app = app
+        self.workers = workers
+        self.pending: concurrent.futures.Future[Any] | None = None  # a call into the loop
         self.environ = environ
         self.send = send
         self.errors = errors
@@ -495,6 +504,9 @@ class _Exchange:
             else:
                 active = False
         if active:
+            pending = self.pending
+            if pending is not None:
+                pending.cancel()  # a call into the loop the worker waits on
             if self.out is not None:
                 self.out.close()
             if self.receiver.body is not None:
@@ -522,13 +534,9 @@ class _Exchange:
     def _should_stop(self) -> bool:
         if self.disconnected or self.receiver.disconnected:
             return True
-        try:
-            from_thread.check_cancelled()
-        except BaseException as exc:
-            if _is_cancellation(exc):
-                self.disconnected = True
-                return True
-            raise
+        if self.workers.cancelled():
+            self.disconnected = True
+            return True
         return False
 
     def run_app(self) -> tuple[list[bytes], bool]:
@@ -621,7 +629,14 @@ class _Exchange:
         """Run an async function on the event loop and wait for it, from the worker."""
         self._check_gone()
         try:
-            return from_thread.run(func, *args)
+            future = self.workers.call_loop(func, *args)
+            if future is None:
+                return self.workers.wait_loop(func, *args)
+            self.pending = future
+            try:
+                return future.result()
+            finally:
+                self.pending = None
         except ClientDisconnected:
             raise
         except OSError as exc:
@@ -631,7 +646,7 @@ class _Exchange:
             # The server's, not the app's: carry it through the app back to the loop.
             raise _LoopExit(exc) from None
         except BaseException as exc:
-            if _is_cancellation(exc):
+            if is_cancellation(exc):
                 raise self._gone(_CANCELLED) from None
             raise
 
@@ -639,12 +654,8 @@ class _Exchange:
         """Stop working for a request whose client left or whose task was cancelled."""
         if self.disconnected or self.receiver.disconnected:
             raise self._gone("the client disconnected")
-        try:
-            from_thread.check_cancelled()
-        except BaseException as exc:
-            if _is_cancellation(exc):
-                raise self._gone(_CANCELLED) from None
-            raise
+        if self.workers.cancelled():
+            raise self._gone(_CANCELLED)
 
     def _gone(self, reason: str) -> ClientDisconnected:
         self.disconnected = True
@@ -747,7 +758,7 @@ class _Exchange:
     async def _start_body(self) -> None:
         self.receiver.start_body()
 
-    async def stream(self, limiter: anyio.CapacityLimiter) -> None:
+    async def stream(self) -> None:
         """Send the rest of a streaming iterable: a worker produces, a task sends."""
         self.receiver.start_watching()
         out: Handoff[object] = Handoff(_OUT_BUFFER)
@@ -764,7 +775,7 @@ class _Exchange:
         try:
             run = self.context.run
             try:
-                await anyio.to_thread.run_sync(run, self.in_worker, self.stream_rest, limiter=limiter)
+                await self.workers.run(partial(run, self.in_worker, self.stream_rest))
             except anyio.get_cancelled_exc_class():
                 raise
             except BaseException:
@@ -815,12 +826,6 @@ class _LoopExit(BaseException):
     def __init__(self, original: BaseException) -> None:
         super().__init__(original)
         self.original = original
-
-
-def _is_cancellation(exc: BaseException) -> bool:
-    # asyncio's CancelledError or trio's Cancelled, seen from a worker thread (where
-    # anyio cannot tell us which library the loop runs).
-    return isinstance(exc, asyncio.CancelledError) or type(exc).__name__ == "Cancelled"
 
 
 def _reraise_app_error(exc: BaseException) -> None:

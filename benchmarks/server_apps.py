@@ -1,0 +1,69 @@
+"""The hello apps the server tier serves, importable as ``benchmarks.server_apps:NAME``.
+
+``wsgi_hello`` and ``asgi_hello`` are the native apps; ``w2a_bridge``, ``w2a_a2wsgi``
+(ASGI apps, for uvicorn) and ``a2w_bridge``, ``a2w_a2wsgi`` (WSGI apps, for gunicorn and
+waitress) wrap them. The wrapped ones are built on first access, in the server process
+that imports them (after gunicorn's fork: no loop thread is started in the master).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+HELLO = b"Hello, world!"
+_HEADERS = [("Content-Type", "text/plain"), ("Content-Length", str(len(HELLO)))]
+_ASGI_START = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(HELLO)).encode())],
+}
+_ASGI_BODY = {"type": "http.response.body", "body": HELLO}
+
+
+def wsgi_hello(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    start_response("200 OK", list(_HEADERS))
+    return [HELLO]
+
+
+async def asgi_hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    await send(dict(_ASGI_START))
+    await send(dict(_ASGI_BODY))
+
+
+def _build(name: str) -> Any:
+    if name == "w2a_bridge":
+        from bridge import WsgiToAsgi
+
+        return WsgiToAsgi(wsgi_hello)
+    if name == "w2a_a2wsgi":
+        from a2wsgi import WSGIMiddleware
+
+        return WSGIMiddleware(wsgi_hello)
+    if name == "a2w_bridge":
+        from bridge import AsgiToWsgi
+
+        return AsgiToWsgi(asgi_hello)
+    if name == "a2w_a2wsgi":
+        from a2wsgi import ASGIMiddleware
+
+        return ASGIMiddleware(asgi_hello)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_built: dict[str, Any] = {}
+
+
+def __getattr__(name: str) -> Any:
+    if name.startswith("__"):
+        raise AttributeError(name)
+    if name not in _built:
+        _built[name] = _build(name)
+    return _built[name]
