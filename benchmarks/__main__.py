@@ -1,255 +1,239 @@
-"""In-process benchmark of WSGI-to-ASGI adapters, side by side, in one process run.
+"""bridge's benchmark suite: both adapters side by side with a2wsgi, asgiref and a
+no-adapter baseline, in one run.
 
-    python -m benchmarks            # full: more rounds
-    python -m benchmarks --quick    # under a minute
+    python -m benchmarks                      # full: in-process and server tiers
+    python -m benchmarks --quick              # the same, fewer rounds: under a minute
+    python -m benchmarks --tier inprocess     # or: server, all (default)
+    python -m benchmarks --only hello --only 'a2w.*'   # scenario ids (see --list)
+    python -m benchmarks --png docs/benchmarks.png     # also write the chart there
 
-Each scenario runs every adapter in rotating order, round after round; the figure is
-the median over rounds of the time per request, and each adapter's ratio to the
-no-adapter baseline (one run_in_executor hop) is computed within a round, then the
-median taken. Every response is checked (status and exact length), so a broken path
-cannot look fast. Only ratios from one run mean anything: absolute figures vary
-two-fold between runs on shared machines.
+In-process tier (no sockets): a synthetic ASGI server drives the WSGI-to-ASGI adapters
+on one event loop, and a synthetic WSGI server (threads) drives the ASGI-to-WSGI ones.
+Server tier: a hello app through each adapter on real servers on 127.0.0.1, loaded by
+wrk (or a Python client). In both, every subject runs in every round, in an order that
+rotates each round; figures are medians over rounds, and ratios are computed within a
+round, then their median taken. Every response is checked (status, exact length), so
+a broken path cannot look fast. A hop counter (benchmarks/hops.py) reports the
+cross-thread wake-ups each request costs. Only ratios from one run mean anything:
+absolute figures vary two-fold between runs on shared machines.
+
+Output: Markdown on stdout (progress on stderr); benchmarks/results/<mode>.md, .json
+(every measurement) and .png (<mode>-partial.* for a run limited by --only or --tier);
+--json and --png write copies where asked.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import statistics
+import datetime
+import faulthandler
+import os
+import platform
+import shutil
+import subprocess
+import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable
+import traceback
+from importlib import metadata
+from pathlib import Path
+from typing import Any
 
-from bridge import WsgiToAsgi
+from . import report, scenarios_a2w, scenarios_w2a, servers
+from .harness import Config, ScenarioResult, log
 
-MiB = 1024 * 1024
-
-
-# -- WSGI apps under test --------------------------------------------------------------
-
-
-def hello(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "13")])
-    return [b"Hello, world!"]
-
-
-CHUNK = b"x" * (MiB // 16)
-
-
-def stream_1mib(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    start_response("200 OK", [("Content-Type", "application/octet-stream")])
-    for _ in range(16):
-        yield CHUNK
+RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
+_PACKAGES = (
+    "bridge",
+    "a2wsgi",
+    "asgiref",
+    "anyio",
+    "uvicorn",
+    "httptools",
+    "uvloop",
+    "gunicorn",
+    "waitress",
+    "matplotlib",
+)
 
 
-def echo(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    body = environ["wsgi.input"].read()
-    start_response(
-        "200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(body)))]
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    return [body]
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and shorter loads: under a minute")
+    parser.add_argument("--tier", choices=("inprocess", "server", "all"), default="all")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="run the scenarios whose id contains PATTERN or matches it as a glob (repeatable; see --list)",
+    )
+    parser.add_argument("--list", action="store_true", help="list the scenario ids and exit")
+    parser.add_argument(
+        "--rounds", type=int, help="rounds for every scenario (default: per scenario and mode)"
+    )
+    parser.add_argument(
+        "--duration", type=float, help="server tier: seconds of load per measurement (1 quick, 3 full)"
+    )
+    parser.add_argument(
+        "--client", choices=("auto", "wrk", "python"), default="auto", help="server tier load client"
+    )
+    parser.add_argument(
+        "--wrk-threads", type=int, default=1, help="wrk threads (default 1: the server needs a core)"
+    )
+    parser.add_argument(
+        "--hop-sites", action="store_true", help="also show where each counted wake-up comes from"
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the JSON record here")
+    parser.add_argument(
+        "--png", type=Path, metavar="PATH", help="also write the chart here (e.g. docs/benchmarks.png)"
+    )
+    parser.add_argument("--no-png", action="store_true", help="skip the chart (matplotlib not needed)")
+    return parser
 
 
-def sleepy(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    time.sleep(0.010)
-    start_response("200 OK", [("Content-Length", "2")])
-    return [b"ok"]
-
-
-# -- the no-adapter baseline: one executor hop, nothing else ---------------------------
-
-
-class Baseline:
-    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
-        self.app = app
-        self.pool = ThreadPoolExecutor(40)
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        import io
-
-        environ = {
-            "REQUEST_METHOD": scope["method"],
-            "PATH_INFO": scope["path"],
-            "wsgi.input": io.BytesIO(body),
-        }
-        status_headers: list[Any] = []
-
-        def run() -> list[bytes]:
-            result = self.app(environ, lambda s, h, e=None: status_headers.extend((s, h)))
-            return list(result)
-
-        chunks = await asyncio.get_running_loop().run_in_executor(self.pool, run)
-        status, headers = status_headers
-        await send(
-            {
-                "type": "http.response.start",
-                "status": int(status[:3]),
-                "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
-            }
-        )
-        await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": False})
-
-
-def adapters(app: Callable[..., Iterable[bytes]]) -> dict[str, Any]:
-    found: dict[str, Any] = {"baseline": Baseline(app), "bridge": WsgiToAsgi(app)}
-    try:
-        from a2wsgi import WSGIMiddleware
-
-        found["a2wsgi"] = WSGIMiddleware(app, workers=40)
-    except ImportError:
-        pass
-    try:
-        from asgiref.wsgi import WsgiToAsgi as AsgirefWsgiToAsgi
-
-        found["asgiref"] = AsgirefWsgiToAsgi(app)
-    except ImportError:
-        pass
+def _versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
     return found
 
 
-# -- a synthetic server ----------------------------------------------------------------
+def _git() -> dict[str, Any]:
+    def run(*argv: str) -> str:
+        return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, check=False).stdout
 
-
-async def one_request(app: Any, body: bytes, expect_length: int) -> None:
-    """Like a real server: the body in 64 KiB messages, then receive() blocks until the
-    response is complete and returns http.disconnect."""
-    parts = [body[i : i + 65536] for i in range(0, len(body), 65536)] or [b""]
-    messages = [
-        {"type": "http.request", "body": p, "more_body": i < len(parts) - 1} for i, p in enumerate(parts)
-    ]
-    done = asyncio.Event()
-    received = 0
-    status = 0
-
-    async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop(0)
-        await done.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal received, status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body":
-            received += len(message.get("body", b""))
-            if not message.get("more_body", False):
-                done.set()
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "POST" if body else "GET",
-        "scheme": "http",
-        "path": "/",
-        "raw_path": b"/",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"bench"), (b"content-length", str(len(body)).encode())],
-        "client": ("127.0.0.1", 1234),
-        "server": ("127.0.0.1", 80),
+    return {
+        "commit": run("rev-parse", "HEAD").strip() or None,
+        "dirty_files": [line[3:] for line in run("status", "--porcelain").splitlines() if line.strip()],
     }
-    await asyncio.wait_for(app(scope, receive, send), 30)
-    if status != 200 or received != expect_length or not done.is_set():
-        raise AssertionError(f"bad response: status {status}, {received} of {expect_length} bytes")
 
 
-async def time_sequential(app: Any, n: int, body: bytes, length: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        await one_request(app, body, length)
-    return (time.perf_counter() - start) / n
+def _wrk_version() -> str | None:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return None
+    out = subprocess.run([wrk, "--version"], capture_output=True, text=True, check=False)
+    return (out.stdout or out.stderr).splitlines()[0] if (out.stdout or out.stderr) else "unknown"
 
 
-async def time_concurrent(app: Any, n: int, body: bytes, length: int) -> float:
-    start = time.perf_counter()
-    await asyncio.gather(*(one_request(app, body, length) for _ in range(n)))
-    return time.perf_counter() - start
-
-
-SCENARIOS = {
-    # name: (app, body, response length, timer, requests per round, unit)
-    "hello": (hello, b"", 13, time_sequential, 200, "us/req"),
-    "1 MiB out, 16 chunks": (stream_1mib, b"", MiB, time_sequential, 10, "us/req"),
-    "1 MiB echo": (echo, b"e" * MiB, MiB, time_sequential, 10, "us/req"),
-    "64 concurrent x 10 ms": (sleepy, b"", 2, time_concurrent, 64, "ms/batch"),
-}
-
-
-async def run(rounds: int, only: list[str] | None) -> dict[str, Any]:
-    results: dict[str, Any] = {}
-    for name, (app, body, length, timer, n, unit) in SCENARIOS.items():
-        if only and name not in only:
-            continue
-        subjects = adapters(app)
-        names = list(subjects)
-        times: dict[str, list[float]] = {k: [] for k in names}
-        ratios: dict[str, list[float]] = {k: [] for k in names}
-        for _ in range(2):  # warm up threads and caches
-            for k in names:
-                await timer(subjects[k], max(1, n // 10), body, length)
-        for r in range(rounds):
-            order = names[r % len(names) :] + names[: r % len(names)]
-            round_times = {}
-            for k in order:
-                round_times[k] = await timer(subjects[k], n, body, length)
-            for k in names:
-                times[k].append(round_times[k])
-                ratios[k].append(round_times[k] / round_times["baseline"])
-        scale = 1e6 if unit == "us/req" else 1e3
-        results[name] = {
-            k: {
-                "median": statistics.median(times[k]) * scale,
-                "unit": unit,
-                "ratio": statistics.median(ratios[k]),
-            }
-            for k in names
-        }
-    return results
-
-
-def table(results: dict[str, Any]) -> str:
-    peers = ["bridge", "a2wsgi", "asgiref", "baseline"]
-    lines = [
-        "| scenario | " + " | ".join(peers) + " |",
-        "|---|" + "---|" * len(peers),
-    ]
-    for name, row in results.items():
-        cells = []
-        for p in peers:
-            if p in row:
-                cells.append(f"{row[p]['median']:.0f} {row[p]['unit']} ({row[p]['ratio']:.2f}x)")
-            else:
-                cells.append("n/a")
-        lines.append(f"| WSGI to ASGI {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.list:
+        for w2a in scenarios_w2a.SCENARIOS:
+            print(f"{w2a.id:28} in-process  {w2a.title} (WSGI to ASGI)")
+        for a2w in scenarios_a2w.SCENARIOS:
+            print(f"{a2w.id:28} in-process  {a2w.title} (ASGI to WSGI)")
+        for row in servers.ROWS:
+            print(f"{row.id:28} server      {row.title} ({row.direction})")
+        return 0
+    config = Config(
+        quick=args.quick,
+        rounds=args.rounds,
+        only=args.only,
+        duration=args.duration,
+        client=args.client,
+        hop_sites=args.hop_sites,
     )
-    parser.add_argument("--quick", action="store_true", help="few rounds, under a minute")
-    parser.add_argument("--rounds", type=int, help="rounds per scenario (default 5 quick, 15 full)")
-    parser.add_argument("--only", action="append", help="run only this scenario (repeatable)")
-    parser.add_argument("--json", help="also write the results to this JSON file")
-    args = parser.parse_args()
-    rounds = args.rounds or (5 if args.quick else 15)
-    results = asyncio.run(run(rounds, args.only))
-    print(f"median over {rounds} rounds; (ratio to the one-hop baseline, per round)")
-    print(table(results))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    mode = "quick" if args.quick else "full"
+    started = time.perf_counter()
+    when = datetime.datetime.now(datetime.timezone.utc)
+    load_before = os.getloadavg()
+    results: list[ScenarioResult] = []
+    seconds: dict[str, float] = {}
+
+    crashed: list[str] = []
+
+    def tier(name: str, func: Any, *extra: Any) -> None:
+        log(f"{name} ...")
+        t0 = time.perf_counter()
+        try:
+            results.extend(func(config, *extra))
+        except Exception as exc:  # report what the other tiers measured
+            crashed.append(f"FAILED: the {name} tier stopped: {type(exc).__name__}: {exc}")
+            log(traceback.format_exc())
+        seconds[name] = round(time.perf_counter() - t0, 1)
+        log(f"{name}: {seconds[name]} s")
+
+    if args.tier in ("inprocess", "all"):
+        # A hang in an adapter must not hang the run (no server processes exist yet).
+        faulthandler.dump_traceback_later(1800, exit=True)
+        try:
+            tier("in-process, WSGI to ASGI", scenarios_w2a.run)
+            tier("in-process, ASGI to WSGI", scenarios_a2w.run)
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+    if args.tier in ("server", "all"):
+        tier("server tier", servers.run, args.wrk_threads)
+    seconds["total"] = round(time.perf_counter() - started, 1)
+    if not results:
+        log("no scenario matched; see --list")
+        return 2
+
+    cores = os.cpu_count()
+    subtitle = (
+        f"{mode} mode, {when:%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}, "
+        f"{cores} cores, load {load_before[0]:.1f}"
+    )
+    command = " ".join(["python -m benchmarks", *(sys.argv[1:] if argv is None else argv)])
+    header = f"## bridge benchmarks ({subtitle})\n\n`{command}` · took {seconds['total']:.0f} s"
+    text = report.markdown(results, header)
+    checks = report.targets(results)
+    text += "\n" + report.targets_table(checks) if checks else ""
+    check_lines = report.hop_check(results)
+    if check_lines:
+        text += "\n" + "\n".join(check_lines) + "\n"
+    failed = crashed + report.failures(results)
+    if failed:
+        text += "\n" + "\n".join(failed) + "\n"
+    if args.hop_sites:
+        text += "\n" + report.hop_sites(results)
+    print(text)
+
+    document = {
+        "meta": {
+            "mode": mode,
+            "argv": sys.argv[1:] if argv is None else argv,
+            "started_utc": when.isoformat(),
+            "python": sys.version,
+            "platform": platform.platform(),
+            "cpu_count": cores,
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+            "packages": _versions(),
+            "wrk": _wrk_version(),
+            "git": _git(),
+            "seconds": seconds,
+        },
+        "hop_check": check_lines,
+        "failures": failed,
+        "targets": checks,
+        "scenarios": [r.as_dict() for r in results],
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    # A partial run (--only, --tier) does not overwrite the record of a whole one.
+    stem = mode if not args.only and args.tier == "all" else f"{mode}-partial"
+    written = [RESULTS / f"{stem}.md"]
+    written[0].write_text(text)
+    json_paths = [RESULTS / f"{stem}.json"] + ([args.json] if args.json else [])
+    for path in json_paths:
+        report.write_json(path, document)
+    written += json_paths
+    if not args.no_png:
+        png_paths = [RESULTS / f"{stem}.png"] + ([args.png] if args.png else [])
+        try:
+            report.write_png(png_paths, results, subtitle)
+            written += png_paths
+        except ImportError:
+            log("matplotlib is not installed: no chart (pip install matplotlib, or --no-png)")
+    log("wrote " + ", ".join(str(p) for p in written))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

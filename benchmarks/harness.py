@@ -6,14 +6,14 @@ from __future__ import annotations
 import gc
 import statistics
 import sys
-import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 __all__ = [
     "Config",
     "ScenarioResult",
     "SubjectResult",
+    "count_hops",
     "interleave",
     "log",
     "matches",
@@ -101,43 +101,94 @@ def interleave(
     reference: str | None,
     better: str,
     warmup: Callable[[str], object] | None = None,
-    collect: bool = True,
+    slices: int = 1,
 ) -> tuple[dict[str, SubjectResult], list[float]]:
     """Measure every subject once per round, in an order that rotates each round, so
     drift in the machine's speed hits every subject alike. Returns the results and the
-    per-round speed-ups of bridge over a2wsgi (empty unless both are measured)."""
+    per-round speed-ups of bridge over a2wsgi (empty unless both are measured).
+
+    With ``slices``, a round is ``slices`` passes over the subjects (each pass in a
+    rotated order), ``measure`` is called once per pass and the round's value is the
+    mean: the subjects' measurements of one round interleave finely, so a burst of load
+    from elsewhere on the machine hits them all, and the per-round ratios stay honest.
+
+    A subject that raises (a bad response, an error) is reported as failed, with no
+    figures, and left out of the remaining rounds; the others carry on."""
     names = list(names)
+    failed: dict[str, str] = {}
+
+    def fail(name: str, exc: Exception) -> None:
+        failed[name] = f"{type(exc).__name__}: {exc}"
+        log(f"    {name} FAILED: {failed[name]}")
+
     if warmup is not None:
         for name in names:
-            warmup(name)
+            try:
+                warmup(name)
+            except Exception as exc:
+                fail(name, exc)
     values: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
-        shift = r % len(names)
-        for name in names[shift:] + names[:shift]:
-            if collect:
-                gc.collect()
-            values[name].append(measure(name))
+        gc.collect()
+        sums = dict.fromkeys(names, 0.0)
+        for piece in range(slices):
+            shift = (r + piece) % len(names)
+            for name in names[shift:] + names[:shift]:
+                if name in failed:
+                    continue
+                try:
+                    sums[name] += measure(name)
+                except Exception as exc:
+                    fail(name, exc)
+        for name in names:
+            if name not in failed:
+                values[name].append(sums[name] / slices)
     results: dict[str, SubjectResult] = {}
     for name in names:
+        if name in failed:
+            results[name] = SubjectResult(values=[], median=float("nan"), extra={"failed": failed[name]})
+            continue
         result = SubjectResult(values=values[name], median=statistics.median(values[name]))
-        if reference is not None and reference in values:
+        if reference is not None and reference not in failed and reference in values:
             result.ratios = [v / ref for v, ref in zip(values[name], values[reference])]
             result.ratio = statistics.median(result.ratios)
         results[name] = result
     speedups: list[float] = []
-    if "bridge" in values and "a2wsgi" in values:
+    if "bridge" in values and "a2wsgi" in values and not {"bridge", "a2wsgi"} & set(failed):
         for ours, theirs in zip(values["bridge"], values["a2wsgi"]):
             speedups.append(theirs / ours if better == "lower" else ours / theirs)
     return results, speedups
 
 
-def timed(func: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    func()
-    return time.perf_counter() - start
+def count_hops(
+    names: Sequence[str],
+    results: dict[str, SubjectResult],
+    serve: Callable[[str, int], object],
+    requests: int,
+    *,
+    sites: bool = False,
+) -> None:
+    """One counted run per subject (after a short warm-up), outside the timed rounds:
+    the counter's wrappers cost time. Fills in ``results[name].hops``."""
+    from .hops import HopCounter
+
+    with HopCounter(sites=sites) as counter:
+        for name in names:
+            if "failed" in results[name].extra:
+                continue
+
+            def counted(name: str = name) -> object:
+                return serve(name, requests)
+
+            try:
+                serve(name, min(2, requests))
+                results[name].hops = counter.count(counted, requests).as_dict()
+            except Exception as exc:
+                results[name].extra["failed"] = f"while counting hops: {type(exc).__name__}: {exc}"
+                log(f"    {name} FAILED while counting hops: {exc!r}")
 
 
-def ordered(names: Sequence[str]) -> list[str]:
+def ordered(names: Iterable[str]) -> list[str]:
     """Subjects in display order: bridge first, the reference last, others between."""
     rank = {name: i for i, name in enumerate(SUBJECT_ORDER)}
     return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))

@@ -21,10 +21,12 @@ wrapped (monkeypatched at class level, restored afterwards):
 * **objects another thread waits on**: ``concurrent.futures.Future.set_result`` /
   ``set_exception``, ``threading.Event.set``, ``queue.Queue.put``, ``queue.SimpleQueue.put``
   and a bare ``threading.Condition.notify`` are *signals*; ``Future.result`` /
-  ``exception``, ``Event.wait``, ``Queue.get``, ``SimpleQueue.get`` and
-  ``Condition.wait`` are *receives*. ``queue.SimpleQueue`` is a C type, so for the
-  counted run every module attribute bound to it (``queue.SimpleQueue`` included) is
-  replaced by a Python subclass that counts; queues created during the run are counted.
+  ``exception``, ``Event.wait``, ``Queue.get`` and ``Condition.wait`` are *receives*.
+* ``queue.SimpleQueue`` is a C type whose methods cannot be wrapped: its ``put`` calls are
+  seen through a profile hook (``sys.setprofile``'s ``c_call`` events) installed for the
+  run in this thread, in threads started during the run, and in the thread of every
+  running asyncio loop (found with ``gc``); what its consumers took is what was put
+  minus what is left in it at the end.
 
 Stable integer counts come from counting what the code path does, not what the OS
 scheduler happened to do: whether a waiting thread really slept depends on timing, but
@@ -37,11 +39,18 @@ top-level signal counts one wake-up if it (or anything it triggers synchronously
 as a future's done-callbacks) crosses threads. Conditions internal to an Event, Future
 or Queue are part of that object's signal, so one hand-off never counts twice.
 
+So the count is of hand-offs a request's code path makes, each one a potential sleep
+and wake-up: two ``call_soon_threadsafe`` calls that reach a loop while it is already
+awake cost one OS wake-up, not two, and a design that signals only when its peer
+actually waits (a condition variable with a "waiting" flag) shows fractional counts,
+which is the truth about it. A request's figure is the run's total over its requests.
+
 Limits: hand-offs through raw ``_thread.lock`` releases, pipes or sockets, and
-``SimpleQueue`` instances created before the counted run are invisible; uvloop and trio
-loops are not counted (the in-process tier runs on the default asyncio loop). The
-driver's own threads mark their bookkeeping with :func:`driver` so it is left out.
-A self-check: the no-adapter baselines pay exactly one hop there and one back (2).
+``SimpleQueue.put`` from a thread that existed before the run and runs no asyncio
+loop (a pool's worker, say), are invisible; uvloop and trio loops are not counted (the
+in-process tier runs on the default asyncio loop). The driver's own threads mark their
+bookkeeping with :func:`driver` so it is left out. Self-check: the no-adapter baselines
+pay exactly one hop there and one back (2), which every report states.
 """
 
 from __future__ import annotations
@@ -190,7 +199,9 @@ class HopCounter:
         self._patches.clear()
 
     def _patch(self, owner: Any, name: str, replacement: Any) -> None:
-        self._patches.append((owner, name, owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)))
+        self._patches.append(
+            (owner, name, owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name))
+        )
         setattr(owner, name, replacement)
 
     def _install(self) -> None:
@@ -233,7 +244,6 @@ class HopCounter:
             (threading.Condition, "wait"),
         ):
             self._patch(owner, name, self._receive_wrapper(owner.__dict__[name]))
-
 
     def _signal_wrapper(self, original: Callable[..., Any], is_condition: bool) -> Callable[..., Any]:
         counter = self
@@ -311,7 +321,9 @@ class HopCounter:
         such caller, the innermost frame that is not this module."""
         if not self.sites:
             return ""
-        frames = [f for f in traceback.extract_stack() if not f.filename.endswith(("hops.py", "contextlib.py"))]
+        frames = [
+            f for f in traceback.extract_stack() if not f.filename.endswith(("hops.py", "contextlib.py"))
+        ]
         chain: list[str] = []
         for frame in reversed(frames):
             name = frame.filename.replace("\\", "/")
@@ -355,7 +367,11 @@ class HopCounter:
         threading.setprofile(hook)
         me = threading.get_ident()
         for obj in gc.get_objects():
-            if isinstance(obj, base_events.BaseEventLoop) and obj.is_running() and obj._thread_id != me:
+            if (
+                isinstance(obj, base_events.BaseEventLoop)
+                and obj.is_running()
+                and getattr(obj, "_thread_id", None) != me
+            ):
                 done: concurrent.futures.Future[None] = concurrent.futures.Future()
 
                 def enable(done: concurrent.futures.Future[None] = done) -> None:
@@ -367,7 +383,7 @@ class HopCounter:
 
     def _disable_profiling(self) -> None:
         self.profiling = False  # other threads drop the hook at their next event
-        threading.setprofile(None)  # type: ignore[arg-type]
+        threading.setprofile(None)
         sys.setprofile(None)
 
     # -- counting --------------------------------------------------------------------------

@@ -44,7 +44,9 @@ async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
     return status, body, keep
 
 
-async def _connection(host: str, port: int, path: str, deadline: float, expect: bytes, tally: dict[str, int]) -> None:
+async def _connection(
+    host: str, port: int, path: str, deadline: float, expect: bytes, tally: dict[str, int]
+) -> None:
     request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
     writer: asyncio.StreamWriter | None = None
     while time.perf_counter() < deadline:
@@ -53,7 +55,13 @@ async def _connection(host: str, port: int, path: str, deadline: float, expect: 
                 reader, writer = await asyncio.open_connection(host, port)
             writer.write(request)
             status, body, keep = await asyncio.wait_for(_response(reader), 10)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, ValueError):
+        except (
+            OSError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            asyncio.TimeoutError,
+            ValueError,
+        ):
             tally["errors"] += 1
             if writer is not None:
                 writer.close()
@@ -72,17 +80,23 @@ async def _connection(host: str, port: int, path: str, deadline: float, expect: 
         writer.close()
 
 
-async def load(host: str, port: int, path: str, connections: int, duration: float, expect: bytes) -> dict[str, Any]:
+async def load(
+    host: str, port: int, path: str, connections: int, duration: float, expect: bytes
+) -> dict[str, Any]:
     tally = {"requests": 0, "ok": 0, "bad": 0, "errors": 0}
     start = time.perf_counter()
     deadline = start + duration
-    await asyncio.gather(*(_connection(host, port, path, deadline, expect, tally) for _ in range(connections)))
+    await asyncio.gather(
+        *(_connection(host, port, path, deadline, expect, tally) for _ in range(connections))
+    )
     seconds = time.perf_counter() - start
     return {**tally, "seconds": seconds, "rps": tally["ok"] / seconds}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--path", default="/")

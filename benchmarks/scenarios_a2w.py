@@ -27,8 +27,7 @@ from http import HTTPStatus
 from typing import Any, Callable, Iterable
 
 from . import hops
-from .harness import Config, MiB, ScenarioResult, interleave, log, matches, ordered
-from .hops import HopCounter
+from .harness import Config, MiB, ScenarioResult, count_hops, interleave, log, matches, ordered
 
 __all__ = ["SCENARIOS", "run"]
 
@@ -241,6 +240,7 @@ class FreshBytesInput:
 _ENVIRON: dict[str, Any] = {}
 wsgiref.util.setup_testing_defaults(_ENVIRON)
 _ENVIRON["wsgi.multithread"] = True
+_ENVIRON["SERVER_PROTOCOL"] = "HTTP/1.1"
 
 
 def one_request(
@@ -303,6 +303,7 @@ class Scenario:
     content_length: int
     expect_length: int
     expect_body: bytes | None = None
+    slices: int = 5  # sequential scenarios: passes per round (see harness.interleave)
     count_requests: int = 10
     headers: tuple[tuple[str, str], ...] = ()
 
@@ -315,8 +316,10 @@ def _empty() -> io.BytesIO:
 
 
 SCENARIOS = [
-    Scenario("a2w.hello", "hello", hello, "sequential", 200, 100, _empty, 0, 13, HELLO, 20),
-    Scenario("a2w.out-1mib", "1 MiB out, 16 chunks", stream_1mib, "sequential", 20, 10, _empty, 0, MiB, None, 5),
+    Scenario("a2w.hello", "hello", hello, "sequential", 400, 100, _empty, 0, 13, HELLO, 20),
+    Scenario(
+        "a2w.out-1mib", "1 MiB out, 16 chunks", stream_1mib, "sequential", 20, 10, _empty, 0, MiB, None, 5
+    ),
     Scenario(
         "a2w.echo-1mib",
         "1 MiB echo",
@@ -330,7 +333,9 @@ SCENARIOS = [
         None,
         5,
     ),
-    Scenario("a2w.concurrent-64", "64 concurrent x 10 ms", sleepy, "concurrent", 64, 64, _empty, 0, 2, b"ok", 64),
+    Scenario(
+        "a2w.concurrent-64", "64 concurrent x 10 ms", sleepy, "concurrent", 64, 64, _empty, 0, 2, b"ok", 64
+    ),
     Scenario(
         "a2w.memory-out-256mib",
         "peak memory, 256 MiB out",
@@ -399,7 +404,12 @@ class Driver:
         def request() -> None:
             hops.enter_thread()
             one_request(
-                app, scenario.body, scenario.content_length, scenario.expect_length, scenario.expect_body, headers
+                app,
+                scenario.body,
+                scenario.content_length,
+                scenario.expect_length,
+                scenario.expect_body,
+                headers,
             )
 
         start = time.perf_counter()
@@ -457,28 +467,35 @@ def run_scenario(driver: Driver, scenario: Scenario, config: Config) -> Scenario
         else:
             concurrent = scenario.kind == "concurrent"
             rounds = config.rounds_for(full=21 if not concurrent else 11, quick=5 if not concurrent else 3)
-            scale = 1e3 if concurrent else 1e6 / n
+            slices = 1 if concurrent else scenario.slices
+            per_slice = max(1, n // slices)
+            scale = 1e3 if concurrent else 1e6 / per_slice
 
             def warm(name: str) -> None:
-                for _ in range(2):
+                for _ in range(1 if config.quick else 2):
                     driver.batch(subjects[name], scenario, n if concurrent else max(1, n // 10))
 
             results, speedups = interleave(
                 names,
-                lambda name: driver.batch(subjects[name], scenario, n) * scale,
+                lambda name: driver.batch(subjects[name], scenario, per_slice) * scale,
                 rounds,
                 reference="baseline",
                 better="lower",
                 warmup=warm,
+                slices=slices,
             )
             unit = "ms/batch" if concurrent else "µs/req"
-            per_round = f"{n} requests at once" if concurrent else f"{n} requests one after another"
-            with HopCounter(sites=config.hop_sites) as counter:
-                for name in names:
-                    k = scenario.count_requests
-                    driver.batch(subjects[name], scenario, min(2, k))
-                    hop = counter.count(lambda name=name, k=k: driver.batch(subjects[name], scenario, k), k)
-                    results[name].hops = hop.as_dict()
+            per_round = (
+                f"{n} requests at once"
+                if concurrent
+                else f"{per_slice * slices} requests one after another, in {slices} slices interleaved "
+                "with the other subjects'"
+            )
+
+            def serve(name: str, n: int) -> object:
+                return driver.batch(subjects[name], scenario, n)
+
+            count_hops(names, results, serve, scenario.count_requests, sites=config.hop_sites)
     finally:
         close_subjects(subjects)
     return ScenarioResult(

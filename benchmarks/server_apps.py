@@ -8,7 +8,7 @@ that imports them (after gunicorn's fork: no loop thread is started in the maste
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, cast
 
 HELLO = b"Hello, world!"
 _HEADERS = [("Content-Type", "text/plain"), ("Content-Length", str(len(HELLO)))]
@@ -46,7 +46,7 @@ def _build(name: str) -> Any:
     if name == "w2a_a2wsgi":
         from a2wsgi import WSGIMiddleware
 
-        return WSGIMiddleware(wsgi_hello)
+        return WSGIMiddleware(cast(Any, wsgi_hello))
     if name == "a2w_bridge":
         from bridge import AsgiToWsgi
 
@@ -54,7 +54,7 @@ def _build(name: str) -> Any:
     if name == "a2w_a2wsgi":
         from a2wsgi import ASGIMiddleware
 
-        return ASGIMiddleware(asgi_hello)
+        return ASGIMiddleware(cast(Any, asgi_hello))
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

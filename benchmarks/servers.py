@@ -18,6 +18,7 @@ req/s counts good responses only.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -116,7 +117,9 @@ class Row:
 
 _APPS = "benchmarks.server_apps:"
 W2A_NATIVE = Server("native@gunicorn-gthread", "gunicorn gthread", _APPS + "wsgi_hello", _gunicorn)
-A2W_NATIVE = Server("native@uvicorn-httptools", "uvicorn httptools", _APPS + "asgi_hello", _uvicorn("httptools"))
+A2W_NATIVE = Server(
+    "native@uvicorn-httptools", "uvicorn httptools", _APPS + "asgi_hello", _uvicorn("httptools")
+)
 
 
 def _w2a(server_id: str, label: str, argv: Callable[[str, int], list[str]]) -> Row:
@@ -190,8 +193,9 @@ class Process:
         last: object = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                code = self.proc.returncode
                 raise RuntimeError(
-                    f"{self.server.key} exited with {self.proc.returncode} before it was ready:\n{self.log_text()}"
+                    f"{self.server.key} exited with {code} before it was ready:\n{self.log_text()}"
                 )
             try:
                 status, body = get(self.port)
@@ -201,7 +205,9 @@ class Process:
             except OSError as exc:
                 last = exc
             time.sleep(0.05)
-        raise RuntimeError(f"{self.server.key} not ready after {timeout} s (last: {last!r}):\n{self.log_text()}")
+        raise RuntimeError(
+            f"{self.server.key} not ready after {timeout} s (last: {last!r}):\n{self.log_text()}"
+        )
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -216,10 +222,8 @@ class Process:
                 except subprocess.TimeoutExpired:
                     continue
         else:
-            try:  # the leader is gone; its group may not be
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the leader is gone; its group may not be
         self.log_file.close()
 
 
@@ -321,7 +325,9 @@ class Loader:
             "--expect-body",
             HELLO.decode(),
         ]
-        done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=duration + 60, check=True)
+        done = subprocess.run(
+            argv, capture_output=True, text=True, cwd=ROOT, timeout=duration + 60, check=True
+        )
         result: dict[str, Any] = json.loads(done.stdout)
         return result
 
@@ -334,6 +340,8 @@ def run(config: Config, wrk_threads: int = 1) -> list[ScenarioResult]:
     if not rows:
         return []
     duration = config.duration or (1.0 if config.quick else 3.0)
+    if shutil.which("wrk") and config.client != "python":
+        duration = float(max(1, round(duration)))  # wrk takes whole seconds
     rounds = config.rounds_for(full=5, quick=2)
     servers: dict[str, Server] = {}
     for row in rows:
@@ -358,7 +366,7 @@ def run(config: Config, wrk_threads: int = 1) -> list[ScenarioResult]:
         live = [key for key in keys if key not in failed]
         for key in live:  # warm up: threads, caches, connections
             processes[key].wait_ready()
-            loader.load(processes[key].port, min(1.0, duration))
+            loader.load(processes[key].port, 1.0)
         for r in range(rounds):
             shift = r % len(live) if live else 0
             for key in live[shift:] + live[:shift]:

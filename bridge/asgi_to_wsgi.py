@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import os
 import queue
@@ -44,7 +45,7 @@ __all__ = ["AsgiToWsgi"]
 logger = logging.getLogger("bridge.asgi_to_wsgi")
 
 _DISCONNECT: Message = {"type": "http.disconnect"}
-_READ_CHUNK = 64 * 1024
+_READ_CHUNK = 256 * 1024
 # How long a blocked WSGI thread waits before checking that the loop thread lives.
 _POLL = 1.0
 # How long close() waits, beyond the grace period, for a cancelled task to end.
@@ -52,6 +53,8 @@ _CANCEL_WAIT = 5.0
 
 # Response events, loop -> WSGI thread.
 _START, _BODY, _ERROR, _END = "start", "body", "error", "end"
+# ...and the loop's request to read the body, served by the WSGI thread.
+_READ = "read"
 
 
 class AsgiToWsgi:
@@ -83,7 +86,7 @@ class AsgiToWsgi:
         shutdown_timeout: float = 30.0,
         disconnect_grace: float = 1.0,
         max_buffer: int = 256 * 1024,
-        preload_body: int = 64 * 1024,
+        preload_body: int = 1024 * 1024,
     ) -> None:
         if lifespan not in ("auto", "on", "off"):
             raise ValueError(f"lifespan must be 'auto', 'on' or 'off', got {lifespan!r}")
@@ -108,7 +111,6 @@ class AsgiToWsgi:
         self._lifespan: Lifespan | None = None
         self._startup_error: LifespanError | None = None
         self._ready = False
-        self._read_limiter: anyio.CapacityLimiter | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -137,7 +139,6 @@ class AsgiToWsgi:
             if not self._ready or self._loop.portal is None:
                 self._startup_error = None
                 portal = self._loop.start()
-                self._read_limiter = portal.call(_make_limiter)
                 if self.lifespan_mode != "off":
                     self._lifespan = Lifespan(
                         self.app,
@@ -189,16 +190,9 @@ class AsgiToWsgi:
         lifespan = self._lifespan
         if lifespan is not None and lifespan.supported:
             scope["state"] = dict(lifespan.state)
-        assert self._read_limiter is not None
-        call = _Call(self, scope, body, portal, self._read_limiter)
+        call = _Call(self, scope, body, portal)
         call.future = call.spawn(call.run)
         return call.respond(start_response)
-
-
-async def _make_limiter() -> anyio.CapacityLimiter:
-    # Reading wsgi.input blocks, so it happens in worker threads of the loop; a pool
-    # of our own keeps the app's own to_thread calls from competing with it.
-    return anyio.CapacityLimiter(64)
 
 
 async def _set_event(event: anyio.Event) -> None:
@@ -240,14 +234,23 @@ class _RequestBody:
             return cls(None, 0, data, len(data) < length)
         return cls(stream, length, None, False)
 
-    async def next_message(self, limiter: anyio.CapacityLimiter) -> Message:
+    async def next_message(self, call: _Call) -> Message:
         if self.preloaded is not None:
             data, self.preloaded = self.preloaded, None
             self.done = True
             if self.truncated:
                 return _DISCONNECT
             return {"type": "http.request", "body": data, "more_body": False}
-        data, more, truncated = await anyio.to_thread.run_sync(self._read, limiter=limiter)
+        # wsgi.input belongs to the WSGI thread, which waits on our events anyway: ask
+        # it to read the next chunk (one wake-up each way, no extra thread).
+        request = _ReadRequest(anyio.Event(), anyio.lowlevel.current_token())
+        with call.lock:
+            if call.wsgi_done:
+                self.done = True
+                return _DISCONNECT  # the server has finished with this request
+            call.events.put((_READ, request))
+        await request.event.wait()
+        data, more, truncated = request.result
         if truncated:
             self.done = True
             return _DISCONNECT
@@ -255,7 +258,8 @@ class _RequestBody:
             self.done = True
         return {"type": "http.request", "body": data, "more_body": more}
 
-    def _read(self) -> tuple[bytes, bool, bool]:
+    def read(self) -> tuple[bytes, bool, bool]:
+        """In the WSGI thread: the next chunk, whether more follows, whether the client left."""
         size = _READ_CHUNK if self.remaining is None else min(_READ_CHUNK, self.remaining)
         try:
             data = self.stream.read(size)
@@ -268,6 +272,23 @@ class _RequestBody:
             return b"", False, True  # the client left before the whole body arrived
         self.remaining -= len(data)
         return data, self.remaining > 0, False
+
+
+class _ReadRequest:
+    """The loop asks the WSGI thread for the next chunk of the request body."""
+
+    __slots__ = ("event", "result", "token")
+
+    def __init__(self, event: anyio.Event, token: anyio.lowlevel.EventLoopToken) -> None:
+        self.event = event
+        self.token = token
+        self.result: tuple[bytes, bool, bool] = (b"", False, True)
+
+    def answer(self, result: tuple[bytes, bool, bool]) -> None:
+        """In the WSGI thread: hand the result over and wake the waiting task."""
+        self.result = result
+        with contextlib.suppress(Exception):  # the loop is gone: nobody waits any more
+            self.token.backend_class.run_sync_soon(self.event.set, (), self.token.native_token)
 
 
 def _read_exactly(stream: Any, length: int) -> bytes:
@@ -294,7 +315,6 @@ class _Call:
         scope: Scope,
         body: _RequestBody,
         portal: BlockingPortal,
-        limiter: anyio.CapacityLimiter,
     ) -> None:
         self.app = adapter.app
         self.loop = adapter._loop
@@ -303,7 +323,7 @@ class _Call:
         self.scope = scope
         self.body = body
         self.portal = portal
-        self.limiter = limiter
+        self.wsgi_done = False  # the WSGI server finished with the request
         self.head = scope["method"] == "HEAD"
         self.events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self.lock = threading.Lock()
@@ -356,7 +376,7 @@ class _Call:
         if self.aborted:
             return _DISCONNECT
         if not self.body.done:
-            return await self.body.next_message(self.limiter)
+            return await self.body.next_message(self)
         # The whole body was delivered: http.disconnect comes only once the response
         # is complete or the client has gone (ASGI www spec, "Disconnect").
         if not self.response_done:
@@ -456,12 +476,30 @@ class _Call:
     # -- in the WSGI thread ----------------------------------------------------------------
 
     def _next_event(self) -> tuple[Any, ...]:
+        """The next response event; serves the app's body reads meanwhile."""
         while True:
             try:
-                return self.events.get(timeout=_POLL)
+                event = self.events.get(timeout=_POLL)
             except queue.Empty:
                 if not self.loop.running and not self.task_ended:
                     raise BridgeError("the event loop thread running the ASGI app has stopped") from None
+                continue
+            if event[0] is _READ:
+                event[1].answer(self.body.read())
+                continue
+            return event
+
+    def finish(self) -> None:
+        """The WSGI server is done with this request: body reads get a disconnect."""
+        with self.lock:
+            self.wsgi_done = True
+            while True:
+                try:
+                    event = self.events.get_nowait()
+                except queue.Empty:
+                    return
+                if event[0] is _READ:
+                    event[1].answer((b"", False, True))
 
     def _consumed(self, size: int) -> None:
         with self.lock:
@@ -516,6 +554,7 @@ class _Call:
             return []
         if complete:
             # The whole body is here: a one-element list lets the server set Content-Length.
+            self.finish()
             return [b"".join(chunks)] if not self.head else []
         return _ResponseIterator(self, chunks)
 
@@ -547,7 +586,9 @@ class _Call:
                 if not self.loop.running:
                     return
                 continue
-            if event[0] is _END or event[0] is _ERROR:
+            if event[0] is _READ:
+                event[1].answer((b"", False, True))
+            elif event[0] is _END or event[0] is _ERROR:
                 return
 
 
@@ -584,12 +625,14 @@ class _ResponseIterator:
                 raise event[1]
             elif kind is _END:
                 self.done = True  # returned after start without a final body: end here
+        call.finish()
         raise StopIteration
 
     def close(self) -> None:
         if not self.done:
             self.done = True
             self.call.abort(wait=True)
+        self.call.finish()
 
 
 def _caused_by_disconnect(error: BaseException) -> bool:

@@ -153,7 +153,7 @@ def test_system_exit_in_the_app_does_not_stop_the_server(server: Server) -> None
 
 
 @pytest.mark.parametrize(
-    "declared,sent", [(200_000, 1_000), (2_000, 100)], ids=["streamed-body", "preloaded-body"]
+    "declared,sent", [(4_000_000, 1_000), (2_000, 100)], ids=["streamed-body", "preloaded-body"]
 )
 def test_body_shorter_than_content_length_does_not_hang(server: Server, declared: int, sent: int) -> None:
     pid = _health_pid(server)
@@ -208,8 +208,10 @@ def test_many_abandoned_requests_leave_nothing_behind(server: Server) -> None:
         try:
             sock.sendall(
                 f"POST /echo-body?token={token} HTTP/1.1\r\nHost: x\r\n"
-                f"Content-Length: 100000\r\n\r\n".encode()
-                + b"y" * 70_000
+                # Above AsgiToWsgi's preload_body (1 MiB), so the body streams and the
+                # app starts before it is complete.
+                f"Content-Length: 2000000\r\n\r\n".encode()
+                + b"y" * 1_200_000
             )
             server.wait_marker(f"started-{token}")
         finally:
