@@ -53,6 +53,8 @@ _CANCEL_WAIT = 5.0
 
 # Response events, loop -> WSGI thread.
 _START, _BODY, _ERROR, _END = "start", "body", "error", "end"
+# ...the status with the event that followed it, in one put...
+_START_AND = "start+"
 # ...and the loop's request to read the body, served by the WSGI thread.
 _READ = "read"
 
@@ -337,6 +339,7 @@ class _Call:
         # Loop-side events, made only when someone has to wait (most requests don't).
         self.response_done = False
         self.pending_start: tuple[Any, ...] | None = None
+        self.backlog: tuple[Any, ...] | None = None  # the event that came with the start
         self._response_over: anyio.Event | None = None
         self._ended: anyio.Event | None = None
         self.future: Future[None] | None = None
@@ -445,8 +448,9 @@ class _Call:
         start = self.pending_start
         if start is not None:
             self.pending_start = None
-            self.events.put(start)
-        self.events.put(event)
+            self.events.put((_START_AND, start, event))  # one put: one wake-up
+        else:
+            self.events.put(event)
 
     def _end_response(self) -> None:
         self.response_done = True
@@ -477,6 +481,9 @@ class _Call:
 
     def _next_event(self) -> tuple[Any, ...]:
         """The next response event; serves the app's body reads meanwhile."""
+        if self.backlog is not None:
+            event, self.backlog = self.backlog, None
+            return event
         while True:
             try:
                 event = self.events.get(timeout=_POLL)
@@ -487,6 +494,9 @@ class _Call:
             if event[0] is _READ:
                 event[1].answer(self.body.read())
                 continue
+            if event[0] is _START_AND:
+                self.backlog = event[2]
+                return event[1]  # type: ignore[no-any-return]
             return event
 
     def finish(self) -> None:
@@ -574,6 +584,9 @@ class _Call:
     def _wait_for_end(self, timeout: float) -> None:
         """Drain the response events until the task's last one (it always sends an end
         or an error, whichever way it finishes)."""
+        backlog, self.backlog = self.backlog, None
+        if backlog is not None and (backlog[0] is _END or backlog[0] is _ERROR):
+            return
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -586,6 +599,8 @@ class _Call:
                 if not self.loop.running:
                     return
                 continue
+            if event[0] is _START_AND:
+                event = event[2]
             if event[0] is _READ:
                 event[1].answer((b"", False, True))
             elif event[0] is _END or event[0] is _ERROR:
