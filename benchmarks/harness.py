@@ -192,3 +192,95 @@ def ordered(names: Iterable[str]) -> list[str]:
     """Subjects in display order: bridge first, the reference last, others between."""
     rank = {name: i for i, name in enumerate(SUBJECT_ORDER)}
     return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
+
+
+def run_inprocess(
+    scenario: Any,
+    config: Config,
+    *,
+    direction: str,
+    subjects: dict[str, Any],
+    close: Callable[[dict[str, Any]], None],
+    batch: Callable[[Any, Any, int], float],
+    peak: Callable[[Any, Any], tuple[float, float]],
+    memory_warmup: Any = None,
+) -> ScenarioResult:
+    """Run one in-process scenario for every subject, interleaved, and close them.
+
+    ``batch(subject, scenario, n)`` serves n requests and returns the seconds taken;
+    ``peak(subject, scenario)`` serves one under tracemalloc and returns (MiB, seconds);
+    ``memory_warmup`` is the small scenario that warms up a memory scenario's paths.
+    """
+    memory = scenario.kind == "memory"
+    names = ordered(subjects)
+    n = scenario.quick_requests if config.quick else scenario.requests
+    speedups: list[float] = []
+    try:
+        if memory:
+            rounds = config.rounds_for(full=3, quick=1)
+            seconds: dict[str, list[float]] = {name: [] for name in names}
+
+            def measure(name: str) -> float:
+                mib, took = peak(subjects[name], scenario)
+                seconds[name].append(took)
+                return mib
+
+            results, _ = interleave(
+                names,
+                measure,
+                rounds,
+                reference=None,
+                better="lower",
+                warmup=lambda name: batch(subjects[name], memory_warmup, 1),
+            )
+            for name in names:
+                results[name].extra["seconds_under_tracemalloc"] = seconds[name]
+            unit, per_round = "MiB", "peak traced memory (tracemalloc) while serving one request"
+        else:
+            concurrent = scenario.kind == "concurrent"
+            rounds = config.rounds_for(full=21 if not concurrent else 11, quick=5 if not concurrent else 3)
+            slices = 1 if concurrent else scenario.slices
+            per_slice = max(1, n // slices)
+            scale = 1e3 if concurrent else 1e6 / per_slice
+
+            def warm(name: str) -> None:
+                for _ in range(1 if config.quick else 2):
+                    batch(subjects[name], scenario, n if concurrent else max(1, n // 10))
+
+            results, speedups = interleave(
+                names,
+                lambda name: batch(subjects[name], scenario, per_slice) * scale,
+                rounds,
+                reference="baseline",
+                better="lower",
+                warmup=warm,
+                slices=slices,
+            )
+            unit = "ms/batch" if concurrent else "µs/req"
+            per_round = (
+                f"{n} requests at once"
+                if concurrent
+                else f"{per_slice * slices} requests one after another, in {slices} slices interleaved "
+                "with the other subjects'"
+            )
+
+            def serve(name: str, count: int) -> object:
+                return batch(subjects[name], scenario, count)
+
+            count_hops(names, results, serve, scenario.count_requests, sites=config.hop_sites)
+    finally:
+        close(subjects)
+    return ScenarioResult(
+        id=scenario.id,
+        tier="inprocess",
+        direction=direction,
+        title=scenario.title,
+        unit=unit,
+        better="lower",
+        reference=None if memory else "baseline",
+        rounds=rounds,
+        per_round=per_round,
+        subjects={name: results[name] for name in names},
+        speedup=None if memory or not speedups else statistics.median(speedups),
+        speedups=[] if memory else speedups,
+    )

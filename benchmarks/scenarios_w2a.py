@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable, Iterator
 
-from .harness import Config, MiB, ScenarioResult, count_hops, interleave, log, matches, ordered
+from .harness import Config, MiB, ScenarioResult, log, matches, run_inprocess
 
 __all__ = ["SCENARIOS", "run"]
 
@@ -344,85 +344,16 @@ def _peak_mib(loop: asyncio.AbstractEventLoop, app: Any, scenario: Scenario) -> 
 
 
 def run_scenario(loop: asyncio.AbstractEventLoop, scenario: Scenario, config: Config) -> ScenarioResult:
-    memory = scenario.kind == "memory"
-    subjects = make_subjects(scenario.app, baseline=not memory)
-    names = ordered(subjects)
-    n = scenario.quick_requests if config.quick else scenario.requests
-    try:
-        if memory:
-            rounds = config.rounds_for(full=3, quick=1)
-            seconds: dict[str, list[float]] = {name: [] for name in names}
-
-            def measure(name: str) -> float:
-                peak, took = _peak_mib(loop, subjects[name], scenario)
-                seconds[name].append(took)
-                return peak
-
-            results, speedups = interleave(
-                names,
-                measure,
-                rounds,
-                reference=None,
-                better="lower",
-                warmup=lambda name: _run_batch(loop, subjects[name], _SMALL_STREAMS[scenario.id], 1),
-            )
-            for name in names:
-                results[name].extra["seconds_under_tracemalloc"] = seconds[name]
-            unit, per_round = "MiB", "peak traced memory (tracemalloc) while serving one request"
-        else:
-            concurrent = scenario.kind == "concurrent"
-            rounds = config.rounds_for(full=21 if not concurrent else 11, quick=5 if not concurrent else 3)
-            slices = 1 if concurrent else scenario.slices
-            per_slice = max(1, n // slices)
-            scale = 1e3 if concurrent else 1e6 / per_slice
-
-            def warm(name: str) -> None:
-                for _ in range(1 if config.quick else 2):
-                    _run_batch(loop, subjects[name], scenario, n if concurrent else max(1, n // 10))
-
-            results, speedups = interleave(
-                names,
-                lambda name: _run_batch(loop, subjects[name], scenario, per_slice) * scale,
-                rounds,
-                reference="baseline",
-                better="lower",
-                warmup=warm,
-                slices=slices,
-            )
-            unit = "ms/batch" if concurrent else "µs/req"
-            per_round = (
-                f"{n} requests at once"
-                if concurrent
-                else f"{per_slice * slices} requests one after another, in {slices} slices interleaved "
-                "with the other subjects'"
-            )
-
-            def serve(name: str, n: int) -> object:
-                return _run_batch(loop, subjects[name], scenario, n)
-
-            count_hops(names, results, serve, scenario.count_requests, sites=config.hop_sites)
-    finally:
-        close_subjects(subjects)
-    return ScenarioResult(
-        id=scenario.id,
-        tier="inprocess",
+    return run_inprocess(
+        scenario,
+        config,
         direction="WSGI to ASGI",
-        title=scenario.title,
-        unit=unit,
-        better="lower",
-        reference=None if memory else "baseline",
-        rounds=rounds,
-        per_round=per_round,
-        subjects={name: results[name] for name in names},
-        speedup=None if memory or not speedups else _median(speedups),
-        speedups=[] if memory else speedups,
+        subjects=make_subjects(scenario.app, baseline=scenario.kind != "memory"),
+        close=close_subjects,
+        batch=lambda subject, sc, count: _run_batch(loop, subject, sc, count),
+        peak=lambda subject, sc: _peak_mib(loop, subject, sc),
+        memory_warmup=_SMALL_STREAMS.get(scenario.id),
     )
-
-
-def _median(values: list[float]) -> float:
-    import statistics
-
-    return statistics.median(values)
 
 
 # Warm-up for the memory scenarios: the same app paths, a small stream.

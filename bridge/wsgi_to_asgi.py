@@ -21,6 +21,7 @@ import io
 import logging
 import threading
 import time
+from collections import deque
 from functools import partial
 from typing import Any, Callable, Coroutine, Iterable, Iterator, Sequence, TypeVar
 
@@ -53,7 +54,7 @@ _BODY_BUFFER = 256 * 1024
 _WATCH_BODY_BUFFER = 1024 * 1024
 # At most this much of a streamed response waits for the server to take it; tiny
 # chunks count as this much each, which bounds the number queued as well.
-_OUT_BUFFER = 256 * 1024
+_OUT_BUFFER = 512 * 1024
 _MIN_ITEM_COST = 4096
 # How long a cancelled request waits for its worker to stop before letting go.
 _ABANDON_WAIT = 5.0
@@ -357,6 +358,7 @@ class _Exchange:
     __slots__ = (
         "abandoned",
         "app",
+        "body_backlog",
         "complete",
         "content_length",
         "context",
@@ -420,6 +422,7 @@ class _Exchange:
         self.needs_close = False
         self.handled_error: BaseException | None = None
         self.out: Handoff[object] | None = None  # the streamed response, once it streams
+        self.body_backlog: deque[bytes] = deque()  # body chunks taken but not yet read
         self.send_error: BaseException | None = None
         # Who closes the iterable if the ASGI task is torn down while a worker still
         # runs (a server cancelling the task outright): the worker, when it returns.
@@ -521,6 +524,9 @@ class _Exchange:
         assert receiver.body is not None
         if not receiver.running and not receiver.body_complete:
             self.to_loop(self._start_body)  # the first read: start taking the body in
+        backlog = self.body_backlog
+        if backlog:
+            return backlog.popleft(), True
         try:
             chunks = receiver.body.get_in_thread(self._should_stop)
         except Closed:
@@ -529,7 +535,9 @@ class _Exchange:
             if receiver.body_complete and not self.disconnected:
                 return b"", False
             raise self._gone("the client disconnected before sending the whole request body") from None
-        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), True
+        # One chunk at a time: joining them would copy up to the whole read-ahead.
+        backlog.extend(chunks[1:])
+        return chunks[0], True
 
     def _should_stop(self) -> bool:
         if self.disconnected or self.receiver.disconnected:
