@@ -22,7 +22,6 @@ from concurrent.futures import Future
 from typing import Any, Callable, Coroutine, Iterable, Iterator
 
 import anyio
-import anyio.to_thread
 from anyio.from_thread import BlockingPortal
 from asgiref.compatibility import guarantee_single_callable
 

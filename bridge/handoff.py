@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import deque
-from typing import Any, Callable, Generic, TypeVar
+from typing import Callable, Generic, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -183,7 +183,3 @@ class Handoff(Generic[T]):
                 event = self._loop_event = anyio.Event()
                 self._loop_waiting = True
             await event.wait()
-
-    def pending(self) -> Any:
-        """For tests and debugging: the number of bytes queued."""
-        return self._queued

@@ -141,6 +141,7 @@ class WsgiToAsgi:
                 multithread=self.max_threads > 1,
                 max_duplicate_headers=self.max_duplicate_headers,
             )
+            limit = _content_length(environ)
         except BadRequestError as exc:
             logger.warning("answering 400 Bad Request: %s", exc)
             await _send_simple(send, 400, b"Bad Request\n")
@@ -153,14 +154,6 @@ class WsgiToAsgi:
         if kind != "http.request":
             raise InvalidScopeError(f"expected an http.request message from receive(), got {kind!r}")
         body = message.get("body", b"")
-        limit: int | None = None
-        if "CONTENT_LENGTH" in environ:
-            try:
-                limit = parse_content_length(environ["CONTENT_LENGTH"])
-            except ValueError as exc:
-                logger.warning("answering 400 Bad Request: %s", exc)
-                await _send_simple(send, 400, b"Bad Request\n")
-                return
         more_body = message.get("more_body", False)
         if more_body and limit is not None:
             if len(body) >= limit:
@@ -540,10 +533,10 @@ class _Exchange:
         return chunks[0], True
 
     def _should_stop(self) -> bool:
-        if self.disconnected or self.receiver.disconnected:
-            return True
-        if self.workers.cancelled():
-            self.disconnected = True
+        """``_check_gone`` as a test, for the hand-offs' waits."""
+        try:
+            self._check_gone()
+        except ClientDisconnected:
             return True
         return False
 
@@ -864,6 +857,16 @@ async def _refuse_websocket(receive: Receive, send: Send) -> None:
     message = await receive()
     if message.get("type") == "websocket.connect":
         await send({"type": "websocket.close", "code": 1000})
+
+
+def _content_length(environ: Environ) -> int | None:
+    value = environ.get("CONTENT_LENGTH")
+    if value is None:
+        return None
+    try:
+        return parse_content_length(value)
+    except ValueError as exc:
+        raise BadRequestError(str(exc)) from None
 
 
 async def _send_simple(send: Send, status: int, body: bytes) -> None:
