@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable
 
 from . import hops
 from .harness import Config, MiB, ScenarioResult, log, matches, run_inprocess
+from .server_apps import answer_lifespan
 
 __all__ = ["SCENARIOS", "run"]
 
@@ -42,16 +43,6 @@ Send = Callable[[dict[str, Any]], Any]
 
 
 # -- the ASGI apps -------------------------------------------------------------------------
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -74,14 +65,14 @@ def _start(length: int | None = None, content_type: bytes = b"text/plain") -> di
 
 async def hello(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
-        return await _lifespan(receive, send)
+        return await answer_lifespan(receive, send)
     await send(_start(13))
     await send({"type": "http.response.body", "body": HELLO})
 
 
 async def stream_1mib(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
-        return await _lifespan(receive, send)
+        return await answer_lifespan(receive, send)
     await send(_start(content_type=b"application/octet-stream"))
     for _ in range(16):
         await send({"type": "http.response.body", "body": STREAM_CHUNK, "more_body": True})
@@ -90,7 +81,7 @@ async def stream_1mib(scope: Scope, receive: Receive, send: Send) -> None:
 
 async def echo(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
-        return await _lifespan(receive, send)
+        return await answer_lifespan(receive, send)
     body = await _read_body(receive)
     await send(_start(len(body), b"application/octet-stream"))
     await send({"type": "http.response.body", "body": body})
@@ -98,7 +89,7 @@ async def echo(scope: Scope, receive: Receive, send: Send) -> None:
 
 async def sleepy(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
-        return await _lifespan(receive, send)
+        return await answer_lifespan(receive, send)
     await asyncio.sleep(0.010)
     await send(_start(2))
     await send({"type": "http.response.body", "body": b"ok"})
@@ -107,7 +98,7 @@ async def sleepy(scope: Scope, receive: Receive, send: Send) -> None:
 async def stream_big(scope: Scope, receive: Receive, send: Send) -> None:
     """Stream as many bytes as the X-Bench-Bytes request header says, 64 KiB a message."""
     if scope["type"] == "lifespan":
-        return await _lifespan(receive, send)
+        return await answer_lifespan(receive, send)
     total = int(dict(scope["headers"])[b"x-bench-bytes"])
     await send(_start(content_type=b"application/octet-stream"))
     for _ in range(total // CHUNK):
@@ -118,7 +109,7 @@ async def stream_big(scope: Scope, receive: Receive, send: Send) -> None:
 
 async def sink(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
-        return await _lifespan(receive, send)
+        return await answer_lifespan(receive, send)
     total = 0
     while True:
         message = await receive()

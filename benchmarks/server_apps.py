@@ -25,15 +25,21 @@ def wsgi_hello(environ: dict[str, Any], start_response: Callable[..., Any]) -> I
     return [HELLO]
 
 
+async def answer_lifespan(receive: Any, send: Any) -> None:
+    """Complete both lifespan phases: the benchmark apps have nothing to start."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 async def asgi_hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await answer_lifespan(receive, send)
+        return
     await send(dict(_ASGI_START))
     await send(dict(_ASGI_BODY))
 
