@@ -104,13 +104,10 @@ def _adapt(loaded: Loaded, options: ServeOptions, needs_asgi_server: bool) -> tu
     else:
         app = AsgiToWsgi(app, lifespan=options.lifespan, backend=options.backend)
         via = f"through AsgiToWsgi (lifespan {options.lifespan}, {options.backend})"
-    if options.root_path:
-        app = (
-            RootPathASGI(app, options.root_path)
-            if needs_asgi_server
-            else RootPathWSGI(app, options.root_path)
-        )
-        via += f", mounted at {options.root_path}"
+    root = normalize_root(options.root_path)
+    if root:
+        app = RootPathASGI(app, root) if needs_asgi_server else RootPathWSGI(app, root)
+        via += f", mounted at {root}"
     return app, via
 
 
@@ -261,8 +258,11 @@ def _run_uvicorn(app: Any, sock: socket.socket, options: ServeOptions) -> None:
     import uvicorn
 
     config = uvicorn.Config(app, lifespan=options.lifespan, log_level=options.log_level)  # type: ignore[arg-type]
-    # uvicorn handles SIGINT/SIGTERM itself: it stops accepting, drains, runs lifespan shutdown.
-    uvicorn.Server(config).run(sockets=[sock])
+    # uvicorn handles SIGINT/SIGTERM itself (stops accepting, drains, runs lifespan
+    # shutdown), then re-raises the signal to the handler it found: ours ends the loop
+    # here, so the socket file is removed and the exit status is 0, as on other servers.
+    with _sigterm_as_interrupt(), contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 def _run_hypercorn(app: Any, sock: socket.socket, options: ServeOptions, *, trio: bool = False) -> None:
