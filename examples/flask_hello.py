@@ -39,13 +39,12 @@ def stream() -> Response:
     """A streaming response: each line reaches the client as it is produced."""
     count = request.args.get("n", default=5, type=int)
 
-    @stream_with_context
     def lines() -> Iterator[str]:
         for i in range(count):
             yield f"line {i}\n"
             time.sleep(0.1)
 
-    return Response(lines(), mimetype="text/plain")
+    return Response(stream_with_context(lines()), mimetype="text/plain")
 
 
 app = WsgiToAsgi(flask_app)
