@@ -10,7 +10,6 @@ from typing import (
     Dict,
     Iterable,
     MutableMapping,
-    Optional,
     Protocol,
     Tuple,
     Type,
@@ -38,7 +37,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 Environ = Dict[str, Any]
 ExcInfo = Union[
-    Tuple[Type[BaseException], BaseException, Optional[TracebackType]],
+    Tuple[Type[BaseException], BaseException, TracebackType],
     Tuple[None, None, None],
 ]
 WriteCallable = Callable[[bytes], object]

@@ -19,7 +19,7 @@ import threading
 import time
 import weakref
 from concurrent.futures import Future
-from typing import Any, Callable, Coroutine, Iterable, Iterator
+from typing import Any, Callable, Coroutine, Iterable, Iterator, Literal
 
 import anyio
 from anyio.from_thread import BlockingPortal
@@ -80,8 +80,8 @@ class AsgiToWsgi:
         self,
         asgi_app: Any,
         *,
-        lifespan: str = "auto",
-        backend: str = "asyncio",
+        lifespan: Literal["auto", "on", "off"] = "auto",
+        backend: Literal["asyncio", "trio"] = "asyncio",
         backend_options: dict[str, Any] | None = None,
         startup_timeout: float = 60.0,
         shutdown_timeout: float = 30.0,

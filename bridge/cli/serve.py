@@ -22,7 +22,7 @@ import stat
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Literal
 
 from .._types import ASGIApp, Environ, Receive, Scope, Send, StartResponse, WSGIApp
 from ..asgi_to_wsgi import AsgiToWsgi
@@ -47,10 +47,10 @@ class ServeOptions:
     server: str | None = None  # None: the default for the app's side
     threads: int | None = None
     workers: int = 1
-    lifespan: str = "auto"
+    lifespan: Literal["auto", "on", "off"] = "auto"
     root_path: str = ""
     log_level: str = "info"
-    backend: str = "asyncio"  # the event loop an ASGI app runs on behind AsgiToWsgi
+    backend: Literal["asyncio", "trio"] = "asyncio"  # the loop an ASGI app runs on behind AsgiToWsgi
 
 
 def serve(loaded: Loaded, options: ServeOptions) -> None:
@@ -257,7 +257,7 @@ def _address(sock: socket.socket, options: ServeOptions) -> str:
 def _run_uvicorn(app: Any, sock: socket.socket, options: ServeOptions) -> None:
     import uvicorn
 
-    config = uvicorn.Config(app, lifespan=options.lifespan, log_level=options.log_level)  # type: ignore[arg-type]
+    config = uvicorn.Config(app, lifespan=options.lifespan, log_level=options.log_level)
     # uvicorn handles SIGINT/SIGTERM itself (stops accepting, drains, runs lifespan
     # shutdown), then re-raises the signal to the handler it found: ours ends the loop
     # here, so the socket file is removed and the exit status is 0, as on other servers.
