@@ -127,6 +127,12 @@ def test_load_errors_are_one_clear_line(target: str, kwargs: dict[str, bool], ma
     assert "\n" not in str(info.value)
 
 
+def test_the_apps_a_module_has_are_listed_without_imported_helpers() -> None:
+    with pytest.raises(CommandError) as info:
+        load_app("examples.fastapi_gunicorn:fastapi_app")
+    assert str(info.value).endswith("apps it has: api (ASGI), app (WSGI)")
+
+
 def test_an_import_error_inside_the_module_names_the_missing_package(tmp_path: Path) -> None:
     (tmp_path / "needs_missing.py").write_text("import nosuchpackage_xyz\napp = None\n")
     (tmp_path / "raises_on_import.py").write_text("x = 1\nraise KeyError('SECRET_KEY')\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 import traceback
@@ -97,9 +98,12 @@ def _lookup(module: object, module_name: str, attr: str) -> object:
 def _candidates(module: object) -> str:
     """``; it has: flask_app (WSGI), api (ASGI)``, or nothing."""
     apps = []
+    module_name = getattr(module, "__name__", None)
     for name, value in sorted(vars(module).items()):
-        if name.startswith("_"):
+        if name.startswith("_") or inspect.ismodule(value):
             continue
+        if (inspect.isfunction(value) or inspect.isclass(value)) and value.__module__ != module_name:
+            continue  # imported, like typing.TypedDict: not this module's app
         try:
             apps.append(f"{name} ({detect(value).interface.upper()})")
         except NotAnAppError:
