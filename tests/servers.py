@@ -1,0 +1,298 @@
+"""Real servers for tests: start a command in its own process group, wait until it is ready,
+stop it with a grace period, kill what is left.
+
+The building blocks the test harnesses share (the compatibility matrix in ``tests/matrix``
+uses them directly; ``tests/integration/servers.py`` and
+``tests/integration_asgi_apps/conftest.py`` predate this module and can move onto it):
+
+- :func:`free_port`: bind port 0 on 127.0.0.1, read the port, close;
+- :func:`launch`: run a command with cwd at the repository root (so ``tests.…`` modules
+  import), stdout and stderr in a log file, in a new session (its own process group);
+- :func:`wait_ready`: poll a readiness check (:func:`http_ready`, :func:`tcp_ready`, or any
+  ``Callable[[ServerProcess], bool]``) with a deadline, never a fixed sleep;
+- :meth:`ServerProcess.stop`: the server's stop signal, ``grace`` seconds to exit, then
+  SIGKILL to the whole group and a wait, safe to call twice;
+- :func:`start` / :func:`running`: all of the above, with a retry when another process took
+  the port between :func:`free_port` and the server's bind.
+
+Nothing here depends on pytest: a server that does not come up raises :class:`ServerNotReady`
+(an ``AssertionError``, so pytest reports it as a failure) with the server's log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Mapping, Sequence
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+
+#: Timeout of every client call, in seconds: generous, the machine may be loaded.
+CLIENT_TIMEOUT = 15.0
+#: How long a server may take to become ready after it was started.
+STARTUP_DEADLINE = 30.0
+#: How long a server may take to exit after its stop signal before its group gets SIGKILL.
+STOP_GRACE = 5.0
+#: Pause between two readiness probes (a poll interval, not a wait for readiness).
+POLL_INTERVAL = 0.05
+
+_PORT_IN_USE = ("address already in use", "errno 98", "address in use")
+
+#: Builds the command line for a port: ``lambda port: [..., "--port", str(port)]``.
+CommandFactory = Callable[[int], Sequence[str]]
+ReadyCheck = Callable[["ServerProcess"], bool]
+
+
+class ServerNotReady(AssertionError):
+    """The server exited or missed its deadline before it was ready. The message holds
+    the end of its log."""
+
+
+def free_port() -> int:
+    """A port that was free a moment ago: bind port 0 on 127.0.0.1, read it, close."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment, with the repository root on PYTHONPATH, unbuffered
+    output (so the log is complete when a test reads it), and ``extra`` on top."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    if extra:
+        env.update(extra)
+    return env
+
+
+@dataclass
+class ServerProcess:
+    """A server subprocess (the leader of its own process group) and its log."""
+
+    name: str
+    command: list[str]
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    stop_signal: int = signal.SIGTERM
+    #: Send the stop signal to the whole process group rather than to the server alone.
+    stop_group: bool = False
+    #: Set by stop(): the exit code after the stop signal, None if it had to be killed.
+    returncode: int | None = field(default=None)
+    #: Set by stop(): whether the server ignored its stop signal for the whole grace period.
+    needed_kill: bool = field(default=False)
+    stopped: bool = field(default=False)
+
+    @property
+    def host(self) -> str:
+        return HOST
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    # -- the log ----------------------------------------------------------------------------
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text("utf-8", "replace")
+        except OSError as exc:  # pragma: no cover - diagnostics only
+            return f"<cannot read {self.log_path}: {exc}>"
+
+    def log_tail(self, chars: int = 8000) -> str:
+        text = self.log()
+        return text if len(text) <= chars else "[...]\n" + text[-chars:]
+
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:  # pragma: no cover
+            return 0
+
+    def log_since(self, offset: int) -> str:
+        """What the server logged after ``log_size()`` returned ``offset``."""
+        with open(self.log_path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
+
+    # -- stopping ---------------------------------------------------------------------------
+
+    def send_group(self, sig: int) -> None:
+        """Send ``sig`` to the server's whole process group (workers included)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, sig)  # start_new_session=True: the pgid is the pid
+
+    def stop(self, grace: float = STOP_GRACE) -> int | None:
+        """Send the stop signal to the server (to its whole group if ``stop_group``; by
+        default not to its workers, which a supervisor such as gunicorn's arbiter stops in
+        order), wait up to ``grace`` seconds, then
+        SIGKILL the process group, so that nothing the server started outlives it.
+        Returns the exit code after the stop signal, None if it had to be killed."""
+        if self.stopped:
+            return self.returncode
+        self.stopped = True
+        if self.process.poll() is None:
+            if self.stop_group:
+                self.send_group(self.stop_signal)
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.send_signal(self.stop_signal)
+            try:
+                self.returncode = self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.needed_kill = True
+        else:
+            self.returncode = self.process.returncode
+        self.send_group(signal.SIGKILL)  # workers that outlived their supervisor, if any
+        with contextlib.suppress(subprocess.TimeoutExpired):  # a zombie we cannot reap
+            self.process.wait(grace)
+        return self.returncode
+
+
+def launch(
+    name: str,
+    command: CommandFactory,
+    log_path: Path,
+    *,
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path = REPO_ROOT,
+    stop_signal: int = signal.SIGTERM,
+) -> ServerProcess:
+    """Start ``command(port)`` in a new process group without waiting for it; stdout and
+    stderr go to ``log_path``. The caller must make sure ``stop()`` runs."""
+    if port is None:
+        port = free_port()
+    argv = [str(part) for part in command(port)]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=child_env(env),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return ServerProcess(name, argv, port, process, log_path, stop_signal)
+
+
+def http_ready(path: str = "/", *, status: int | None = 200, timeout: float = 2.0) -> ReadyCheck:
+    """Ready when ``GET path`` answers ``status`` (any HTTP response if ``status`` is None)."""
+
+    def check(server: ServerProcess) -> bool:
+        try:
+            response = httpx.get(server.url(path), timeout=timeout)
+        except httpx.HTTPError:
+            return False
+        return status is None or response.status_code == status
+
+    return check
+
+
+def tcp_ready(server: ServerProcess) -> bool:
+    """Ready when the port accepts a connection (no request reaches the app)."""
+    try:
+        with socket.create_connection((HOST, server.port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def port_in_use(log: str) -> bool:
+    lowered = log.lower()
+    return any(marker in lowered for marker in _PORT_IN_USE)
+
+
+def wait_ready(server: ServerProcess, ready: ReadyCheck, deadline: float = STARTUP_DEADLINE) -> None:
+    """Poll ``ready`` until it is true. Raise ServerNotReady, with the log, if the server
+    exits first or ``deadline`` seconds pass; the server is left for the caller to stop."""
+    until = time.monotonic() + deadline
+    while True:
+        if server.process.poll() is not None:
+            raise ServerNotReady(
+                f"{server.name} exited with code {server.process.returncode} before it was ready; "
+                f"command: {' '.join(server.command)}\nits log:\n{server.log_tail()}"
+            )
+        if ready(server):
+            return
+        if time.monotonic() > until:
+            raise ServerNotReady(
+                f"{server.name} was not ready within {deadline} s; "
+                f"command: {' '.join(server.command)}\nits log:\n{server.log_tail()}"
+            )
+        time.sleep(POLL_INTERVAL)
+
+
+def start(
+    name: str,
+    command: CommandFactory,
+    log_dir: Path,
+    *,
+    ready: ReadyCheck = tcp_ready,
+    env: Mapping[str, str] | None = None,
+    cwd: Path = REPO_ROOT,
+    stop_signal: int = signal.SIGTERM,
+    deadline: float = STARTUP_DEADLINE,
+    attempts: int = 3,
+) -> ServerProcess:
+    """Launch a server and wait until it is ready. If it died because someone took its
+    port in the meantime, try again on another port. On failure the server is stopped
+    (group killed) and ServerNotReady raised."""
+    for attempt in range(1, attempts + 1):
+        log_path = log_dir / f"{name}-{attempt}.log"
+        server = launch(name, command, log_path, env=env, cwd=cwd, stop_signal=stop_signal)
+        try:
+            wait_ready(server, ready, deadline)
+        except ServerNotReady:
+            server.stop()
+            if attempt < attempts and port_in_use(server.log()):
+                continue
+            raise
+        except BaseException:
+            server.stop()
+            raise
+        return server
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@contextlib.contextmanager
+def running(
+    name: str,
+    command: CommandFactory,
+    log_dir: Path,
+    *,
+    ready: ReadyCheck = tcp_ready,
+    env: Mapping[str, str] | None = None,
+    stop_signal: int = signal.SIGTERM,
+    deadline: float = STARTUP_DEADLINE,
+    grace: float = STOP_GRACE,
+) -> Iterator[ServerProcess]:
+    """``start`` a server for the ``with`` block; stop it (and kill its group) on the way
+    out, whatever happened inside."""
+    server = start(name, command, log_dir, ready=ready, env=env, stop_signal=stop_signal, deadline=deadline)
+    try:
+        yield server
+    finally:
+        server.stop(grace)
