@@ -1,19 +1,22 @@
 """Real servers for tests: start a command in its own process group, wait until it is ready,
 stop it with a grace period, kill what is left.
 
-The building blocks the test harnesses share (the compatibility matrix in ``tests/matrix``
-uses them directly; ``tests/integration/servers.py`` and
-``tests/integration_asgi_apps/conftest.py`` predate this module and can move onto it):
+Every harness that runs a server subprocess builds on this module (``tests/integration``,
+``tests/integration_asgi_apps``, ``tests/examples``, ``tests/integration_cli``,
+``tests/matrix``); each keeps only its own command lines and helpers.
 
 - :func:`free_port`: bind port 0 on 127.0.0.1, read the port, close;
-- :func:`launch`: run a command with cwd at the repository root (so ``tests.…`` modules
-  import), stdout and stderr in a log file, in a new session (its own process group);
-- :func:`wait_ready`: poll a readiness check (:func:`http_ready`, :func:`tcp_ready`, or any
-  ``Callable[[ServerProcess], bool]``) with a deadline, never a fixed sleep;
-- :meth:`ServerProcess.stop`: the server's stop signal, ``grace`` seconds to exit, then
-  SIGKILL to the whole group and a wait, safe to call twice;
-- :func:`start` / :func:`running`: all of the above, with a retry when another process took
-  the port between :func:`free_port` and the server's bind.
+- :meth:`ServerProcess.launch`: run a command with cwd at the repository root (so ``tests.…``
+  modules import), stdout and stderr in a log file, in a new session (its own process group);
+  a subclass passes its own fields through;
+- :func:`wait_ready`: poll a readiness check (:func:`http_ready`, :func:`tcp_ready`,
+  :func:`logged`, or any ``Callable[[ServerProcess], bool]``) with a deadline, never a fixed
+  sleep;
+- :meth:`ServerProcess.stop`: the stop signal of the server's :class:`Shutdown` (to the server,
+  or to its whole group), ``grace`` seconds to exit, then SIGKILL to the whole group and a
+  wait, safe to call twice; the exit status;
+- :func:`start`: launch and wait, with a retry when another process took the port between
+  :func:`free_port` and the server's bind. A server is a context manager that stops it.
 
 Nothing here depends on pytest: a server that does not come up raises :class:`ServerNotReady`
 (an ``AssertionError``, so pytest reports it as a failure) with the server's log.
@@ -23,13 +26,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import httpx
 
@@ -50,11 +55,23 @@ _PORT_IN_USE = ("address already in use", "errno 98", "address in use")
 #: Builds the command line for a port: ``lambda port: [..., "--port", str(port)]``.
 CommandFactory = Callable[[int], Sequence[str]]
 ReadyCheck = Callable[["ServerProcess"], bool]
+S = TypeVar("S", bound="ServerProcess")
 
 
 class ServerNotReady(AssertionError):
     """The server exited or missed its deadline before it was ready. The message holds
     the end of its log."""
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    """How a kind of server stops gracefully: ``stop_signal`` to the server process, or to its
+    whole process group if ``group`` (by default not to its workers, which a supervisor such
+    as gunicorn's arbiter or hypercorn's stops in order), then ``grace`` seconds to exit."""
+
+    stop_signal: int = signal.SIGTERM
+    group: bool = False
+    grace: float = STOP_GRACE
 
 
 def free_port() -> int:
@@ -77,21 +94,60 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 @dataclass
 class ServerProcess:
-    """A server subprocess (the leader of its own process group) and its log."""
+    """A server subprocess (the leader of its own process group) and its log.
+
+    A subclass may add fields (without defaults): :meth:`launch` passes them through."""
 
     name: str
     command: list[str]
+    #: The port it listens on: 127.0.0.1 (set it when the server chose its own).
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
-    stop_signal: int = signal.SIGTERM
-    #: Send the stop signal to the whole process group rather than to the server alone.
-    stop_group: bool = False
+    shutdown: Shutdown
+    #: The unix socket it listens on instead, if any.
+    uds: str | None
     #: Set by stop(): the exit code after the stop signal, None if it had to be killed.
-    returncode: int | None = field(default=None)
+    returncode: int | None = field(default=None, init=False)
     #: Set by stop(): whether the server ignored its stop signal for the whole grace period.
-    needed_kill: bool = field(default=False)
-    stopped: bool = field(default=False)
+    needed_kill: bool = field(default=False, init=False)
+    stopped: bool = field(default=False, init=False)
+    #: Whether the stop signal was sent (it is sent once).
+    signalled: bool = field(default=False, init=False)
+
+    @classmethod
+    def launch(
+        cls: type[S],
+        name: str,
+        command: CommandFactory,
+        log_dir: Path,
+        *,
+        port: int | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: Path = REPO_ROOT,
+        shutdown: Shutdown | None = None,
+        uds: str | None = None,
+        **fields: Any,
+    ) -> S:
+        """Start ``command(port)`` (port: a free one unless given) in a new process group
+        without waiting for it; stdout and stderr go to ``<log_dir>/<name>-<port>.log``.
+        The caller must make sure ``stop()`` runs."""
+        if port is None:
+            port = free_port()
+        argv = [str(part) for part in command(port)]
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = log_dir / f"{name}-{port}.log"
+        with open(log_path, "wb") as log_file:
+            process = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=child_env(env),
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return cls(name, argv, port, process, log_path, shutdown or Shutdown(), uds, **fields)
 
     @property
     def host(self) -> str:
@@ -103,13 +159,37 @@ class ServerProcess:
 
     @property
     def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return "http://localhost" if self.uds else f"http://{HOST}:{self.port}"
 
     def url(self, path: str) -> str:
         return self.base_url + path
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def assert_alive(self) -> None:
+        code = self.process.poll()
+        if code is not None:
+            raise AssertionError(f"{self.name} exited with code {code}; its log:\n{self.log_tail()}")
+
+    # -- talking to it ----------------------------------------------------------------------
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        """An HTTP client for the server (over its unix socket if it has one)."""
+        kwargs.setdefault("timeout", CLIENT_TIMEOUT)
+        if self.uds:
+            kwargs.setdefault("transport", httpx.HTTPTransport(uds=self.uds))
+        return httpx.Client(base_url=self.base_url, **kwargs)
+
+    def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
+        kwargs.setdefault("timeout", CLIENT_TIMEOUT)
+        if self.uds:
+            kwargs.setdefault("transport", httpx.AsyncHTTPTransport(uds=self.uds))
+        return httpx.AsyncClient(base_url=self.base_url, **kwargs)
+
+    def connect(self, timeout: float = CLIENT_TIMEOUT) -> socket.socket:
+        """A raw TCP connection to the server, with a timeout on every operation."""
+        return socket.create_connection((HOST, self.port), timeout=timeout)
 
     # -- the log ----------------------------------------------------------------------------
 
@@ -142,60 +222,53 @@ class ServerProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, sig)  # start_new_session=True: the pgid is the pid
 
-    def stop(self, grace: float = STOP_GRACE) -> int | None:
-        """Send the stop signal to the server (to its whole group if ``stop_group``; by
-        default not to its workers, which a supervisor such as gunicorn's arbiter stops in
-        order), wait up to ``grace`` seconds, then
-        SIGKILL the process group, so that nothing the server started outlives it.
+    def terminate(self) -> None:
+        """Send the stop signal, once (a second one may mean "hurry up" to some servers)."""
+        if self.signalled:
+            return
+        self.signalled = True
+        if self.shutdown.group:
+            self.send_group(self.shutdown.stop_signal)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(self.shutdown.stop_signal)
+
+    def stop(self) -> int | None:
+        """Send the stop signal (unless :meth:`terminate` did), wait up to the grace period,
+        then SIGKILL the process group, so that nothing the server started outlives it.
         Returns the exit code after the stop signal, None if it had to be killed."""
         if self.stopped:
             return self.returncode
         self.stopped = True
         if self.process.poll() is None:
-            if self.stop_group:
-                self.send_group(self.stop_signal)
-            else:
-                with contextlib.suppress(ProcessLookupError):
-                    self.process.send_signal(self.stop_signal)
+            self.terminate()
             try:
-                self.returncode = self.process.wait(grace)
+                self.returncode = self.process.wait(self.shutdown.grace)
             except subprocess.TimeoutExpired:
                 self.needed_kill = True
         else:
             self.returncode = self.process.returncode
         self.send_group(signal.SIGKILL)  # workers that outlived their supervisor, if any
         with contextlib.suppress(subprocess.TimeoutExpired):  # a zombie we cannot reap
-            self.process.wait(grace)
+            self.process.wait(self.shutdown.grace)
         return self.returncode
 
+    def graceful_stop(self) -> int:
+        """:meth:`stop`, and the exit status; AssertionError, with the log, if the server
+        ignored its stop signal for the whole grace period and had to be killed."""
+        code = self.stop()
+        if code is None:
+            sig = signal.Signals(self.shutdown.stop_signal).name
+            raise AssertionError(f"{self.name} ignored {sig} for {self.shutdown.grace} s:\n{self.log_tail()}")
+        return code
 
-def launch(
-    name: str,
-    command: CommandFactory,
-    log_path: Path,
-    *,
-    port: int | None = None,
-    env: Mapping[str, str] | None = None,
-    cwd: Path = REPO_ROOT,
-    stop_signal: int = signal.SIGTERM,
-) -> ServerProcess:
-    """Start ``command(port)`` in a new process group without waiting for it; stdout and
-    stderr go to ``log_path``. The caller must make sure ``stop()`` runs."""
-    if port is None:
-        port = free_port()
-    argv = [str(part) for part in command(port)]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=child_env(env),
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return ServerProcess(name, argv, port, process, log_path, stop_signal)
+    def __enter__(self: S) -> S:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
 
 
 def http_ready(path: str = "/", *, status: int | None = 200, timeout: float = 2.0) -> ReadyCheck:
@@ -203,7 +276,8 @@ def http_ready(path: str = "/", *, status: int | None = 200, timeout: float = 2.
 
     def check(server: ServerProcess) -> bool:
         try:
-            response = httpx.get(server.url(path), timeout=timeout)
+            with server.client(timeout=timeout) as client:
+                response = client.get(path)
         except httpx.HTTPError:
             return False
         return status is None or response.status_code == status
@@ -218,6 +292,13 @@ def tcp_ready(server: ServerProcess) -> bool:
             return True
     except OSError:
         return False
+
+
+def logged(pattern: str) -> ReadyCheck:
+    """Ready when the server logged a line that matches ``pattern`` (a regular expression),
+    such as the address it chose itself."""
+    compiled = re.compile(pattern)
+    return lambda server: compiled.search(server.log()) is not None
 
 
 def port_in_use(log: str) -> bool:
@@ -246,23 +327,18 @@ def wait_ready(server: ServerProcess, ready: ReadyCheck, deadline: float = START
 
 
 def start(
-    name: str,
-    command: CommandFactory,
-    log_dir: Path,
+    launch: Callable[[], S],
     *,
     ready: ReadyCheck = tcp_ready,
-    env: Mapping[str, str] | None = None,
-    cwd: Path = REPO_ROOT,
-    stop_signal: int = signal.SIGTERM,
     deadline: float = STARTUP_DEADLINE,
     attempts: int = 3,
-) -> ServerProcess:
-    """Launch a server and wait until it is ready. If it died because someone took its
-    port in the meantime, try again on another port. On failure the server is stopped
-    (group killed) and ServerNotReady raised."""
+) -> S:
+    """``launch()`` a server (``lambda: ServerProcess.launch(...)``) and wait until it is
+    ready. If it died because someone took its port in the meantime, launch it again (on
+    another free port). On failure the server is stopped (group killed) and ServerNotReady
+    raised. ``with start(...) as server:`` stops it at the end of the block."""
     for attempt in range(1, attempts + 1):
-        log_path = log_dir / f"{name}-{attempt}.log"
-        server = launch(name, command, log_path, env=env, cwd=cwd, stop_signal=stop_signal)
+        server = launch()
         try:
             wait_ready(server, ready, deadline)
         except ServerNotReady:
@@ -275,24 +351,3 @@ def start(
             raise
         return server
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-@contextlib.contextmanager
-def running(
-    name: str,
-    command: CommandFactory,
-    log_dir: Path,
-    *,
-    ready: ReadyCheck = tcp_ready,
-    env: Mapping[str, str] | None = None,
-    stop_signal: int = signal.SIGTERM,
-    deadline: float = STARTUP_DEADLINE,
-    grace: float = STOP_GRACE,
-) -> Iterator[ServerProcess]:
-    """``start`` a server for the ``with`` block; stop it (and kill its group) on the way
-    out, whatever happened inside."""
-    server = start(name, command, log_dir, ready=ready, env=env, stop_signal=stop_signal, deadline=deadline)
-    try:
-        yield server
-    finally:
-        server.stop(grace)

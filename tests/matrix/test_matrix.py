@@ -14,7 +14,7 @@ import pytest
 
 from tests.matrix.cells import Cell, cells
 from tests.matrix.checks import check_app
-from tests.servers import http_ready, running
+from tests.servers import ServerProcess, Shutdown, http_ready, start
 
 CELLS = cells()
 
@@ -31,13 +31,15 @@ def test_cell(cell: Cell, tmp_path: Path) -> None:
     if missing:
         pytest.skip(f"{', '.join(missing)} not installed")
     # Ready once the server answers HTTP at all: what it answers is for the checks to judge.
-    with running(
-        cell.id,
-        cell.command,
-        tmp_path,
+    with start(
+        lambda: ServerProcess.launch(
+            cell.id,
+            cell.command,
+            tmp_path,
+            env=dict(cell.server.env),
+            shutdown=Shutdown(cell.server.stop_signal),
+        ),
         ready=http_ready("/", status=None),
-        env=dict(cell.server.env),
-        stop_signal=cell.server.stop_signal,
     ) as server:
         try:
             check_app(server.base_url, cell.framework.id)
