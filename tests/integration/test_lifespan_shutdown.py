@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import STARTUP_DEADLINE
+
 from .helpers import open_stream
-from .servers import SERVER_KINDS, STARTUP_DEADLINE, launch, serve
+from .servers import SERVER_KINDS, launch, serve
 
 APP = "tests.integration.apps.lifecycle:asgi"
 APP_HOOKS = "tests.integration.apps.lifecycle:asgi_with_hooks"
