@@ -1,4 +1,6 @@
-"""Real WSGI servers running ASGI apps through ``AsgiToWsgi``: start, wait, stop.
+"""Real WSGI servers running ASGI apps through ``AsgiToWsgi``: the command line of each server
+kind, and the markers the app processes write. The mechanics (free port, process group, log,
+readiness with a deadline, stop and kill) are ``tests/servers.py``.
 
 Every server is a subprocess bound to 127.0.0.1 on a free port, in its own process group,
 with cwd at the repository root so ``tests.integration_asgi_apps.<module>:app`` imports.
@@ -12,44 +14,31 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import socket
 import struct
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
-import httpx
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.servers import ServerProcess, Shutdown, http_ready, start, tcp_ready
+
 PACKAGE = "tests.integration_asgi_apps"
 FASTAPI_APP = f"{PACKAGE}.fastapi_app:app"
 STARLETTE_APP = f"{PACKAGE}.starlette_app:app"
 
-#: Timeout of every client call, in seconds: generous, the machine may be loaded.
-CLIENT_TIMEOUT = 15.0
-#: How long a server may take to become ready.
-STARTUP_DEADLINE = 30.0
-#: How long a server may take to exit after SIGTERM before its process group is killed.
-STOP_GRACE = 15.0
-#: gunicorn's own limit for a graceful stop (below STOP_GRACE).
+#: SIGTERM to the server process (a supervisor such as gunicorn's arbiter stops its own
+#: workers), and how long it may take to exit before its process group is killed.
+SHUTDOWN = Shutdown(grace=15.0)
+#: gunicorn's own limit for a graceful stop (below the grace of SHUTDOWN).
 GUNICORN_GRACEFUL = 8
 
 BACKENDS = ("asyncio", "trio")
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    """A port that was free a moment ago: bind port 0 on 127.0.0.1, read it, close."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(check: Callable[[], T], *, timeout: float, what: str, interval: float = 0.02) -> T:
@@ -126,43 +115,11 @@ class ServerSpec:
 
 
 @dataclass
-class Server:
+class Server(ServerProcess):
+    """A server of a ServerSpec, and the directory its app processes write markers to."""
+
     spec: ServerSpec
-    port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
     markers: Path
-    returncode: int | None = field(default=None)
-    terminated: bool = field(default=False)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
-
-    def client(self, **kwargs: Any) -> httpx.Client:
-        kwargs.setdefault("timeout", CLIENT_TIMEOUT)
-        return httpx.Client(base_url=self.base_url, **kwargs)
-
-    def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
-        kwargs.setdefault("timeout", CLIENT_TIMEOUT)
-        return httpx.AsyncClient(base_url=self.base_url, **kwargs)
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, chars: int = 6000) -> str:
-        text = self.log()
-        return text[-chars:]
 
     # -- markers written by the app processes ----------------------------------------------
 
@@ -190,112 +147,19 @@ class Server:
     def touch_marker(self, name: str) -> None:
         self.marker(name).write_text("{}")
 
-    # -- lifecycle of the process -------------------------------------------------------------
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def terminate(self) -> None:
-        """Send SIGTERM once (a second one may mean "hurry up" to some servers)."""
-        if not self.terminated:
-            self.terminated = True
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
-
-    def stop(self) -> int | None:
-        """SIGTERM, wait up to STOP_GRACE, then SIGKILL the group. Returns the exit code
-        after SIGTERM (None when it had to be killed). Safe to call twice."""
-        if self.returncode is not None or self.process.returncode is not None:
-            self._kill_group()
-            return self.returncode if self.returncode is not None else self.process.returncode
-        self.terminate()
-        try:
-            self.returncode = self.process.wait(STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            self.returncode = None
-        self._kill_group()
-        return self.returncode
-
-    def _kill_group(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(10)
-
-
-def _port_in_use(log: str) -> bool:
-    lowered = log.lower()
-    return "address already in use" in lowered or "errno 98" in lowered
-
-
-def _is_ready(server: Server) -> bool:
-    if server.spec.ready == "tcp":
-        try:
-            with socket.create_connection(("127.0.0.1", server.port), timeout=1.0):
-                return True
-        except OSError:
-            return False
-    try:
-        response = httpx.get(server.url("/health"), timeout=2.0)
-    except httpx.HTTPError:
-        return False
-    return response.status_code == 200
-
 
 def start_server(spec: ServerSpec, workdir: Path) -> Server:
-    """Start a server and wait until it is ready; fail with its log if it is not."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    """Start a server and wait until it is ready; fail with its log if it is not.
+    ``with start_server(...) as server:`` stops it at the end of the block."""
     markers_dir = workdir / "markers"
-    markers_dir.mkdir(exist_ok=True)
-    for attempt in range(3):
-        port = free_port()
-        log_path = workdir / f"server-{attempt}.log"
-        env = dict(os.environ)
-        env.update(
-            {
-                "BRIDGE_TEST_BACKEND": spec.backend,
-                "BRIDGE_TEST_MARKERS": str(markers_dir),
-                "PYTHONUNBUFFERED": "1",
-                "PYTHONPATH": str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
-            }
-        )
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                spec.command(port),
-                cwd=REPO_ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        server = Server(spec, port, process, log_path, markers_dir)
-        deadline = time.monotonic() + STARTUP_DEADLINE
-        while True:
-            if not server.alive():
-                server.stop()
-                if _port_in_use(server.log()) and attempt < 2:
-                    break  # somebody took the port between our probe and the bind: retry
-                pytest.fail(
-                    f"{spec.id} exited with {process.returncode} before it was ready; "
-                    f"log:\n{server.log_tail()}"
-                )
-            if _is_ready(server):
-                return server
-            if time.monotonic() > deadline:
-                server.stop()
-                pytest.fail(f"{spec.id} was not ready within {STARTUP_DEADLINE} s; log:\n{server.log_tail()}")
-            time.sleep(0.05)
-    raise AssertionError("unreachable")
-
-
-@contextlib.contextmanager
-def running(spec: ServerSpec, workdir: Path) -> Iterator[Server]:
-    server = start_server(spec, workdir)
-    try:
-        yield server
-    finally:
-        server.stop()
+    markers_dir.mkdir(parents=True, exist_ok=True)
+    env = {"BRIDGE_TEST_BACKEND": spec.backend, "BRIDGE_TEST_MARKERS": str(markers_dir)}
+    return start(
+        lambda: Server.launch(
+            spec.id, spec.command, workdir, env=env, shutdown=SHUTDOWN, spec=spec, markers=markers_dir
+        ),
+        ready=tcp_ready if spec.ready == "tcp" else http_ready("/health"),
+    )
 
 
 @pytest.fixture
@@ -318,7 +182,7 @@ def module_server(
 ) -> Iterator[Server]:
     """Body of the module-scoped server fixtures: ``request.param`` is a ServerSpec."""
     spec: ServerSpec = request.param
-    with running(spec, tmp_path_factory.mktemp(spec.id)) as server:
+    with start_server(spec, tmp_path_factory.mktemp(spec.id)) as server:
         yield server
     check_clean_exit(server)
 
@@ -337,13 +201,9 @@ def check_clean_exit(server: Server) -> None:
 # -- raw HTTP over a socket: abrupt disconnects, chunked uploads, exact HEAD framing ---------
 
 
-def raw_connect(server: Server, timeout: float = CLIENT_TIMEOUT) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
-
-
 def read_until_eof(sock: socket.socket, limit: int = 64 * 1024 * 1024) -> bytes:
     """Read until the server closes (the socket's timeout bounds every wait)."""
-    chunks = []
+    chunks: list[bytes] = []
     total = 0
     while True:
         data = sock.recv(65536)
@@ -378,7 +238,7 @@ def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
 
 
 def dechunk(body: bytes) -> bytes:
-    out = []
+    out: list[bytes] = []
     while True:
         size_line, _, body = body.partition(b"\r\n")
         size = int(size_line.split(b";")[0], 16)

@@ -10,7 +10,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from .conftest import BACKENDS, CLIENT_TIMEOUT, Server, ServerSpec, module_server
+from .conftest import BACKENDS, Server, ServerSpec, module_server
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 async def _burst(server: Server) -> tuple[float, list[httpx.Response]]:
     limits = httpx.Limits(max_connections=REQUESTS * 2, max_keepalive_connections=REQUESTS * 2)
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=CLIENT_TIMEOUT, limits=limits) as client:
+    async with server.async_client(limits=limits) as client:
         # Warm up: the lazy loop start and lifespan, and a pool of open connections.
         warm = await asyncio.gather(
             *(client.get("/sleep", params={"seconds": 0.05}) for _ in range(REQUESTS))

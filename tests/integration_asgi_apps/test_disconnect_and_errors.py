@@ -23,7 +23,6 @@ from .conftest import (
     abort,
     module_server,
     parse_head,
-    raw_connect,
     read_head,
     read_until_eof,
     wait_for,
@@ -67,7 +66,7 @@ def _health_pid(server: Server) -> int:
 def test_client_leaving_an_endless_stream_ends_the_app_task(server: Server, how: str) -> None:
     pid = _health_pid(server)
     token = uuid.uuid4().hex
-    sock = raw_connect(server)
+    sock = server.connect()
     try:
         sock.sendall(f"GET /stream/endless?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         head, body = read_head(sock)
@@ -158,7 +157,7 @@ def test_system_exit_in_the_app_does_not_stop_the_server(server: Server) -> None
 def test_body_shorter_than_content_length_does_not_hang(server: Server, declared: int, sent: int) -> None:
     pid = _health_pid(server)
     token = uuid.uuid4().hex
-    sock = raw_connect(server)
+    sock = server.connect()
     try:
         sock.sendall(
             f"POST /echo-body?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -194,7 +193,7 @@ def test_many_abandoned_requests_leave_nothing_behind(server: Server) -> None:
     for i in range(10):
         token = uuid.uuid4().hex
         tokens.append(token)
-        sock = raw_connect(server)
+        sock = server.connect()
         try:
             sock.sendall(f"GET /stream/endless?token={token} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             read_head(sock)
@@ -204,7 +203,7 @@ def test_many_abandoned_requests_leave_nothing_behind(server: Server) -> None:
             continue
         token = uuid.uuid4().hex
         tokens.append(token)
-        sock = raw_connect(server)
+        sock = server.connect()
         try:
             sock.sendall(
                 f"POST /echo-body?token={token} HTTP/1.1\r\nHost: x\r\n"
@@ -230,7 +229,7 @@ def test_http_1_0_client_reading_to_eof(server: Server) -> None:
     """No chunked framing for HTTP/1.0: a streamed body ends where the connection does."""
     if server.spec.kind == "werkzeug":
         pytest.skip("werkzeug's dev server answers HTTP/1.0 requests with chunked bodies (its own choice)")
-    sock = raw_connect(server)
+    sock = server.connect()
     try:
         sock.sendall(b"GET /stream?n=5&size=1000 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
         raw = read_until_eof(sock)

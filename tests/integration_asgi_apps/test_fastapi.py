@@ -21,7 +21,6 @@ from .conftest import (
     dechunk,
     module_server,
     parse_head,
-    raw_connect,
     read_until_eof,
     wait_for,
 )
@@ -165,7 +164,7 @@ def test_background_task_runs_after_the_response(server: Server) -> None:
 
 
 def _chunked_upload(server: Server, pieces: list[bytes]) -> dict:
-    sock = raw_connect(server)
+    sock = server.connect()
     try:
         sock.sendall(
             b"POST /echo-body HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
@@ -239,7 +238,7 @@ def test_head_response_has_no_body(server: Server, path: str, request: pytest.Fi
         )
     responses = {}
     for method in ("GET", "HEAD"):
-        sock = raw_connect(server)
+        sock = server.connect()
         try:
             sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
             raw = read_until_eof(sock)

@@ -15,9 +15,8 @@ from .conftest import (
     Server,
     ServerSpec,
     module_server,
-    raw_connect,
     read_until_eof,
-    running,
+    start_server,
 )
 
 pytestmark = pytest.mark.integration
@@ -31,7 +30,7 @@ VOLATILE = {"date"}
 
 @pytest.fixture(scope="module")
 def direct(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running(DIRECT, tmp_path_factory.mktemp("flask-direct")) as server:
+    with start_server(DIRECT, tmp_path_factory.mktemp("flask-direct")) as server:
         yield server
 
 
@@ -111,7 +110,7 @@ def test_head_trailer_bytes_come_from_waitress(direct: Server, roundtrip: Server
     Flask app too. The round trip leaves these bytes exactly as they are without the bridge."""
 
     def raw_head(server: Server) -> bytes:
-        sock = raw_connect(server)
+        sock = server.connect()
         try:
             sock.sendall(b"HEAD /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             return read_until_eof(sock).partition(b"\r\n\r\n")[2]
