@@ -8,17 +8,19 @@ from typing import Any, Generator, Iterator
 
 import pytest
 
-from .launch import Serve, Server, launch
+from tests.servers import ServerProcess
 
-SERVERS = pytest.StashKey[list[Server]]()
+from .launch import Serve, launch
+
+SERVERS = pytest.StashKey[list[ServerProcess]]()
 
 
 @pytest.fixture
 def serve(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Serve]:
-    servers: list[Server] = []
+    servers: list[ServerProcess] = []
     request.node.stash[SERVERS] = servers
 
-    def start(*args: str, **kwargs: Any) -> Server:
+    def start(*args: str, **kwargs: Any) -> ServerProcess:
         server = launch(args, tmp_path, **kwargs)
         servers.append(server)
         return server

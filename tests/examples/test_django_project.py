@@ -8,7 +8,9 @@ import re
 
 import pytest
 
-from .launch import REPO_ROOT, Serve
+from tests.servers import REPO_ROOT
+
+from .launch import Serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -13,12 +13,14 @@ from typing import Any
 import httpx
 import pytest
 
-from .launch import CLIENT_TIMEOUT, Serve, Server
+from tests.servers import CLIENT_TIMEOUT, ServerProcess
+
+from .launch import Serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 
-def worker_pids(server: Server) -> set[int]:
+def worker_pids(server: ServerProcess) -> set[int]:
     """The workers gunicorn booted, waiting until both have."""
     deadline = time.monotonic() + 30
     while True:
@@ -30,7 +32,7 @@ def worker_pids(server: Server) -> set[int]:
         time.sleep(0.05)
 
 
-def hit_every_worker(server: Server, workers: set[int]) -> list[dict[str, Any]]:
+def hit_every_worker(server: ServerProcess, workers: set[int]) -> list[dict[str, Any]]:
     """Concurrent requests, each on a new connection (so that both workers accept some),
     until every worker answered; all the responses."""
 
