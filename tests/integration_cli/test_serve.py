@@ -14,101 +14,48 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import httpx
 import pytest
 
+from tests.servers import REPO_ROOT, ServerProcess, Shutdown, http_ready, logged, wait_ready
+
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 STARTUP = 30.0
-STOP_GRACE = 10.0
 TIMEOUT = 15.0
+#: SIGTERM to the whole process group, as a process manager would, and 10 s to exit.
+SHUTDOWN = Shutdown(signal.SIGTERM, group=True, grace=10.0)
 #: How a clean stop ends: exit 0, or death by the SIGTERM that uvicorn re-raises once it
 #: has shut down gracefully (so a supervisor sees why it stopped).
 CLEAN = (0, -signal.SIGTERM)
-
-
-@dataclass
-class Served:
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    url: str
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=TIMEOUT)
-
-    def stop(self) -> int:
-        """SIGTERM, as a process manager would; the exit status."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            return self.process.wait(STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(STOP_GRACE)
-            raise AssertionError(f"bridge serve ignored SIGTERM for {STOP_GRACE} s:\n{self.log}") from None
-
-
-def _run(args: list[str], log_path: Path, prefix: list[str] | None = None) -> subprocess.Popen[bytes]:
-    command = [*(prefix or [sys.executable, "-m", "bridge"]), *args]
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            command,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+BRIDGE = [sys.executable, "-m", "bridge"]
+#: The line bridge serve prints just before its server starts: where it serves.
+SERVING = r" at (http://127\.0\.0\.1:(\d+)|unix:\S+) \(Ctrl\+C"
 
 
 @contextlib.contextmanager
-def bridge_serve(tmp_path: Path, *args: str, uds: str | None = None) -> Iterator[Served]:
-    log_path = tmp_path / "serve.log"
-    extra = ["--uds", uds] if uds else ["--host", "127.0.0.1", "--port", "0"]
-    process = _run(["serve", *args, *extra], log_path)
-    served = Served(process, log_path, "")
-    try:
-        deadline = time.monotonic() + STARTUP
-        while time.monotonic() < deadline:
-            match = re.search(r" at (http://127\.0\.0\.1:\d+|unix:\S+) \(Ctrl\+C", served.log)
-            if match and (uds is None or os.path.exists(uds)):
-                served.url = match.group(1) if uds is None else "http://localhost"
-                break
-            if process.poll() is not None:
-                raise AssertionError(f"bridge serve exited with {process.returncode}:\n{served.log}")
-            time.sleep(0.05)
-        else:
-            raise AssertionError(f"bridge serve did not start within {STARTUP} s:\n{served.log}")
-        _wait_ready(served, uds)
+def bridge_serve(tmp_path: Path, *args: str, uds: str | None = None) -> Iterator[ServerProcess]:
+    """``bridge serve`` on port 0 (or a unix socket), ready once the port it printed answers."""
+
+    def command(port: int) -> list[str]:
+        where = ["--uds", uds] if uds else ["--host", "127.0.0.1", "--port", str(port)]
+        return [*BRIDGE, "serve", *args, *where]
+
+    printed = logged(SERVING)
+    with ServerProcess.launch(
+        "bridge-serve", command, tmp_path, port=0, shutdown=SHUTDOWN, uds=uds
+    ) as served:
+        wait_ready(served, lambda s: printed(s) and (uds is None or os.path.exists(uds)), STARTUP)
+        if uds is None:
+            address = re.search(SERVING, served.log())
+            assert address, served.log()
+            served.port = int(address.group(2))
+        # The line is printed just before the server starts: wait until it answers.
+        wait_ready(served, http_ready("/", status=None), STARTUP)
         yield served
-    finally:
-        if process.poll() is None:
-            with contextlib.suppress(AssertionError):
-                served.stop()
-
-
-def _wait_ready(served: Served, uds: str | None) -> None:
-    """The line is printed just before the server starts: wait until it answers."""
-    deadline = time.monotonic() + STARTUP
-    transport = httpx.HTTPTransport(uds=uds) if uds else None
-    while time.monotonic() < deadline:
-        try:
-            with httpx.Client(base_url=served.url, timeout=2, transport=transport) as client:
-                client.get("/")
-            return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise AssertionError(f"the server did not answer within {STARTUP} s:\n{served.log}")
 
 
 WSGI_SERVERS = ["uvicorn", "hypercorn", "hypercorn-trio"]
@@ -122,12 +69,12 @@ def test_a_wsgi_app_on_each_asgi_server(tmp_path: Path, server: str) -> None:
     ) as served:
         with served.client() as client:
             text = client.get("/mount/items").text
-            assert text.startswith("wsgi GET script='/mount' path='/items'"), served.log
+            assert text.startswith("wsgi GET script='/mount' path='/items'"), served.log()
             # A proxy that already stripped the prefix: the app is still told where it lives.
             assert client.get("/items").text.startswith("wsgi GET script='/mount' path='/items'")
             assert client.post("/mount/upload", content=b"x" * 300_000).text.endswith("body=300000")
-        assert served.stop() in CLEAN, served.log
-    log = served.log
+        assert served.graceful_stop() in CLEAN, served.log()
+    log = served.log()
     assert "tests.cli_apps:wsgi_app is a WSGI app (function wsgi_app is a plain callable" in log
     assert f"through WsgiToAsgi (max_threads=40), mounted at /mount on {server} at http://127.0.0.1:" in log
     assert "Traceback" not in log
@@ -141,15 +88,15 @@ def test_an_asgi_app_on_each_wsgi_server(tmp_path: Path, server: str) -> None:
         with served.client() as client:
             text = client.get("/mount/items").text
             pid = re.search(r"pid=(\d+)", text)
-            assert pid, served.log
+            assert pid, served.log()
             # Lifespan startup ran in the process that serves, before the request.
             assert f"started_in={pid.group(1)}" in text
             assert text.startswith("asgi GET root='/mount' path='/mount/items'")
             assert client.post("/mount/upload", content=b"y" * 2_000_000).text.endswith("body=2000000")
-        assert served.stop() in CLEAN, served.log
-    assert f"lifespan shutdown in {pid.group(1)}" in served.log
-    assert f"through AsgiToWsgi (lifespan auto, asyncio), mounted at /mount on {server}" in served.log
-    assert "Traceback" not in served.log
+        assert served.graceful_stop() in CLEAN, served.log()
+    assert f"lifespan shutdown in {pid.group(1)}" in served.log()
+    assert f"through AsgiToWsgi (lifespan auto, asyncio), mounted at /mount on {server}" in served.log()
+    assert "Traceback" not in served.log()
 
 
 def test_gunicorn_workers_and_threads(tmp_path: Path) -> None:
@@ -164,20 +111,20 @@ def test_gunicorn_workers_and_threads(tmp_path: Path) -> None:
                 pids.add(pid.group(1))
                 if len(pids) == 2:
                     break
-        assert len(pids) == 2, served.log
+        assert len(pids) == 2, served.log()
         assert str(served.process.pid) not in pids  # never in the master
-        assert served.stop() in CLEAN
-    assert "Using worker: gthread" in served.log
+        assert served.graceful_stop() in CLEAN
+    assert "Using worker: gthread" in served.log()
     for pid in pids:
-        assert f"lifespan shutdown in {pid}" in served.log
+        assert f"lifespan shutdown in {pid}" in served.log()
 
 
 def test_the_trio_backend_behind_werkzeug(tmp_path: Path) -> None:
     with bridge_serve(tmp_path, "tests.cli_apps:asgi_app", "--backend", "trio") as served:
         with served.client() as client:
             assert client.get("/").text.startswith("asgi GET root='' path='/'")
-        assert served.stop() in CLEAN
-    assert "through AsgiToWsgi (lifespan auto, trio) on werkzeug" in served.log
+        assert served.graceful_stop() in CLEAN
+    assert "through AsgiToWsgi (lifespan auto, trio) on werkzeug" in served.log()
 
 
 @pytest.mark.parametrize(
@@ -191,8 +138,8 @@ def test_an_app_already_wrapped_is_served_as_it_is(tmp_path: Path, target: str, 
     with bridge_serve(tmp_path, target) as served:
         with served.client() as client:
             assert client.get("/").status_code == 200
-        assert served.stop() in CLEAN
-    assert expect in served.log
+        assert served.graceful_stop() in CLEAN
+    assert expect in served.log()
 
 
 @pytest.mark.parametrize("target", ["tests.cli_apps:wsgi_app", "tests.cli_apps:asgi_app"])
@@ -200,11 +147,11 @@ def test_a_unix_socket(tmp_path: Path, target: str) -> None:
     path = str(tmp_path / "app.sock")
     with bridge_serve(tmp_path, target, uds=path) as served:
         with httpx.Client(
-            transport=httpx.HTTPTransport(uds=path), base_url=served.url, timeout=TIMEOUT
+            transport=httpx.HTTPTransport(uds=path), base_url=served.base_url, timeout=TIMEOUT
         ) as client:
             assert client.get("/").status_code == 200
-        assert served.stop() in CLEAN
-    assert f"at unix:{path}" in served.log
+        assert served.graceful_stop() in CLEAN
+    assert f"at unix:{path}" in served.log()
     assert not os.path.exists(path)
 
 
@@ -213,23 +160,23 @@ def test_the_bundled_example_on_the_default_server(tmp_path: Path) -> None:
         with served.client() as client:
             assert client.get("/").text == "Hello from Flask, served through bridge.WsgiToAsgi!\n"
             assert client.get("/stream", params={"n": 3}).text == "line 0\nline 1\nline 2\n"
-        assert served.stop() in CLEAN
-    assert "on uvicorn at http://127.0.0.1:" in served.log
+        assert served.graceful_stop() in CLEAN
+    assert "on uvicorn at http://127.0.0.1:" in served.log()
 
 
 # -- what a user gets wrong: one line, exit status 1, no traceback ---------------------------------
 
 
 def _fails(tmp_path: Path, *args: str, prefix: list[str] | None = None) -> str:
-    log_path = tmp_path / "fail.log"
-    process = _run(list(args), log_path, prefix)
-    try:
-        status = process.wait(TIMEOUT)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    output = log_path.read_text()
+    with ServerProcess.launch(
+        "bridge",
+        lambda _port: [*(prefix or BRIDGE), *args],
+        tmp_path,
+        port=0,
+        shutdown=Shutdown(signal.SIGKILL),
+    ) as run:
+        status = run.process.wait(TIMEOUT)
+    output = run.log()
     assert status == 1, output
     assert "Traceback" not in output
     lines = output.splitlines()
@@ -288,7 +235,7 @@ def test_a_server_of_the_wrong_side(tmp_path: Path) -> None:
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     process = subprocess.run(
         [sys.executable, "-m", "bridge", "serve", "tests.cli_apps:wsgi_app", "--port", "70000"],
-        cwd=REPO,
+        cwd=REPO_ROOT,
         check=False,
         capture_output=True,
         text=True,
