@@ -15,6 +15,7 @@ Every harness that runs a server subprocess builds on this module (``tests/integ
 - :meth:`ServerProcess.stop`: the stop signal of the server's :class:`Shutdown` (to the server,
   or to its whole group), ``grace`` seconds to exit, then SIGKILL to the whole group and a
   wait, safe to call twice; the exit status;
+- :func:`wait_until`: the same polling for what a test waits for once the server runs;
 - :func:`start`: launch and wait, with a retry when another process took the port between
   :func:`free_port` and the server's bind. A server is a context manager that stops it.
 
@@ -56,6 +57,7 @@ _PORT_IN_USE = ("address already in use", "errno 98", "address in use")
 CommandFactory = Callable[[int], Sequence[str]]
 ReadyCheck = Callable[["ServerProcess"], bool]
 S = TypeVar("S", bound="ServerProcess")
+T = TypeVar("T")
 
 
 class ServerNotReady(AssertionError):
@@ -304,6 +306,27 @@ def logged(pattern: str) -> ReadyCheck:
 def port_in_use(log: str) -> bool:
     lowered = log.lower()
     return any(marker in lowered for marker in _PORT_IN_USE)
+
+
+def wait_until(
+    fetch: Callable[[], T],
+    accept: Callable[[T], object] = bool,
+    *,
+    deadline: float,
+    interval: float = 0.02,
+    what: str = "condition",
+) -> tuple[T, float]:
+    """Call ``fetch`` until ``accept`` takes its value, or ``deadline`` seconds pass.
+    Returns the value and the seconds it took; AssertionError on timeout."""
+    begin = time.monotonic()
+    while True:
+        value = fetch()
+        elapsed = time.monotonic() - begin
+        if accept(value):
+            return value, elapsed
+        if elapsed > deadline:
+            raise AssertionError(f"timed out after {elapsed:.2f} s waiting for {what}")
+        time.sleep(interval)
 
 
 def wait_ready(server: ServerProcess, ready: ReadyCheck, deadline: float = STARTUP_DEADLINE) -> None:

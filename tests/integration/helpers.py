@@ -4,37 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import socket
-import time
-from typing import Callable, Iterator, TypeVar
+from typing import Iterator
 
 import httpx
 import pytest
 
+from tests.servers import wait_until
+
 from .rawhttp import abort, read_until, request_bytes
 from .servers import Server
-
-T = TypeVar("T")
-
-
-def wait_until(
-    fetch: Callable[[], T],
-    accept: Callable[[T], object] = bool,
-    *,
-    deadline: float,
-    interval: float = 0.02,
-    what: str = "condition",
-) -> tuple[T, float]:
-    """Call ``fetch`` until ``accept`` takes its value, or ``deadline`` seconds pass.
-    Returns the value and the seconds it took; fails the test on timeout."""
-    start = time.monotonic()
-    while True:
-        value = fetch()
-        elapsed = time.monotonic() - start
-        if accept(value):
-            return value, elapsed
-        if elapsed > deadline:
-            raise AssertionError(f"timed out after {elapsed:.2f} s waiting for {what}")
-        time.sleep(interval)
 
 
 def wait_for_log(server: Server, offset: int, text: str, *, deadline: float = 10.0) -> str:

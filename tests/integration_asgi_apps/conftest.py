@@ -17,14 +17,13 @@ import json
 import socket
 import struct
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 import pytest
 
-from tests.servers import ServerProcess, Shutdown, http_ready, start, tcp_ready
+from tests.servers import ServerProcess, Shutdown, http_ready, start, tcp_ready, wait_until
 
 PACKAGE = "tests.integration_asgi_apps"
 FASTAPI_APP = f"{PACKAGE}.fastapi_app:app"
@@ -43,14 +42,7 @@ T = TypeVar("T")
 
 def wait_for(check: Callable[[], T], *, timeout: float, what: str, interval: float = 0.02) -> T:
     """Poll ``check`` until it returns something truthy, or fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+    return wait_until(check, deadline=timeout, interval=interval, what=what)[0]
 
 
 @dataclass(frozen=True)
