@@ -102,7 +102,7 @@ class ServerProcess:
 
     name: str
     command: list[str]
-    #: The port it listens on: 127.0.0.1 (set it when the server chose its own).
+    #: The port it listens on at 127.0.0.1 (a test sets it when the server chose its own).
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
