@@ -299,7 +299,7 @@ def tcp_ready(server: ServerProcess) -> bool:
 def logged(pattern: str) -> ReadyCheck:
     """Ready when the server logged a line that matches ``pattern`` (a regular expression),
     such as the address it chose itself."""
-    compiled = re.compile(pattern)
+    compiled = re.compile(pattern, re.MULTILINE)
     return lambda server: compiled.search(server.log()) is not None
 
 
