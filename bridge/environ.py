@@ -194,13 +194,12 @@ def _add_headers(environ: Environ, headers: Iterable[Any], max_duplicates: int) 
             repeated = {}
         values = repeated.get(key)
         if values is None:
-            repeated[key] = [environ[key], text]
-        else:
-            if len(values) >= max_duplicates:
-                raise BadRequestError(
-                    f"more than {max_duplicates} {name.decode('latin-1')!r} headers in one request"
-                )
-            values.append(text)
+            values = repeated[key] = [environ[key]]
+        if len(values) >= max_duplicates:
+            raise BadRequestError(
+                f"more than {max_duplicates} {name.decode('latin-1')!r} headers in one request"
+            )
+        values.append(text)
     if repeated:
         for key, values in repeated.items():
             if key in _SINGLE_VALUED:

@@ -152,6 +152,18 @@ def test_duplicate_cap_gives_bad_request() -> None:
         environ_for(headers=[(b"x-a", b"v")] * 10_000)
     env = build_environ(http_scope(headers=[(b"x-a", b"v")] * 500), errors=ERRORS, max_duplicate_headers=500)
     assert env["HTTP_X_A"].count("v") == 500
+    # The cap counts every field of the name: 1 means the header may not repeat at all.
+    env = build_environ(http_scope(headers=[(b"x-a", b"v")]), errors=ERRORS, max_duplicate_headers=1)
+    assert env["HTTP_X_A"] == "v"
+    for cap in (1, 2, 3):
+        with pytest.raises(BadRequestError, match=f"more than {cap} 'x-a'"):
+            build_environ(
+                http_scope(headers=[(b"x-a", b"v")] * (cap + 1)), errors=ERRORS, max_duplicate_headers=cap
+            )
+        env = build_environ(
+            http_scope(headers=[(b"x-a", b"v")] * cap), errors=ERRORS, max_duplicate_headers=cap
+        )
+        assert env["HTTP_X_A"].count("v") == cap
 
 
 def test_single_valued_headers() -> None:
