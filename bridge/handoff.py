@@ -22,7 +22,7 @@ from typing import Callable, Generic, TypeVar
 import anyio
 import anyio.lowlevel
 
-__all__ = ["Closed", "Handoff"]
+__all__ = ["Closed", "Handoff", "LoopRef"]
 
 T = TypeVar("T")
 
@@ -31,6 +31,24 @@ _THREAD_POLL = 0.5
 
 class Closed(Exception):
     """The hand-off was closed: nothing more will come, and puts are refused."""
+
+
+class LoopRef:
+    """An event loop as a hand-off sees it: its thread, and how to wake it from another.
+    Made on the loop; usable from any thread (a worker may then create hand-offs)."""
+
+    __slots__ = ("thread", "wake")
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+        token = anyio.lowlevel.current_token()
+        run_sync_soon = token.backend_class.run_sync_soon
+        native = token.native_token
+
+        def wake(event: anyio.Event) -> None:
+            run_sync_soon(event.set, (), native)
+
+        self.wake: Callable[[anyio.Event], None] = wake
 
 
 class Handoff(Generic[T]):
@@ -50,8 +68,10 @@ class Handoff(Generic[T]):
         "limit",
     )
 
-    def __init__(self, limit: int) -> None:
-        """Create it on the event loop: it remembers the loop to wake."""
+    def __init__(self, limit: int, loop: LoopRef | None = None) -> None:
+        """Create it on the event loop, or anywhere given the loop's ``LoopRef``."""
+        if loop is None:
+            loop = LoopRef()
         self.limit = limit
         self._items: deque[tuple[T, int]] = deque()
         self._queued = 0
@@ -60,15 +80,8 @@ class Handoff(Generic[T]):
         self._thread_waiting = False
         self._loop_waiting = False
         self._loop_event: anyio.Event | None = None
-        self._loop_thread = threading.get_ident()
-        token = anyio.lowlevel.current_token()
-        run_sync_soon = token.backend_class.run_sync_soon
-        native = token.native_token
-
-        def wake_loop(event: anyio.Event) -> None:
-            run_sync_soon(event.set, (), native)
-
-        self._wake_loop: Callable[[anyio.Event], None] = wake_loop
+        self._loop_thread = loop.thread
+        self._wake_loop = loop.wake
 
     @property
     def closed(self) -> bool:

@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import queue
 import threading
+from functools import partial
 from typing import Any, Callable, Coroutine, TypeVar
 
 import anyio
 import anyio.to_thread
 from anyio import from_thread
+
+from .handoff import LoopRef
 
 __all__ = ["AnyioWorkers", "AsyncioWorkers", "DaemonPool", "Workers", "is_cancellation"]
 
@@ -38,11 +42,26 @@ def is_cancellation(exc: BaseException) -> bool:
     )
 
 
+Ready = Callable[[T], None]
+
+
 class Workers:
     """The interface: run a function in a worker thread; from there, call the loop."""
 
+    def __init__(self) -> None:
+        # Made on the loop: what a hand-off created in a worker needs to wake it.
+        self.loop_ref = LoopRef()
+
     async def run(self, func: Callable[[], T]) -> T:
         raise NotImplementedError
+
+    async def run_until_ready(self, func: Callable[[Ready[T] | None], T]) -> T:
+        """Run ``func(ready)`` in a worker thread. Where the workers can, ``ready`` is a
+        callable: the first value handed to it is returned at once, while ``func`` goes
+        on in the worker (what it does then, errors included, is its own business).
+        Otherwise, or if ``func`` never calls it, what ``func`` returns or raises is the
+        result. Here ``ready`` is None: the call ends when ``func`` does."""
+        return await self.run(partial(func, None))
 
     def call_loop(
         self, func: Callable[..., Coroutine[Any, Any, T]], *args: Any
@@ -63,6 +82,7 @@ class Workers:
 
 class AnyioWorkers(Workers):
     def __init__(self, max_threads: int) -> None:
+        super().__init__()
         self.limiter = anyio.CapacityLimiter(max_threads)
 
     async def run(self, func: Callable[[], T]) -> T:
@@ -83,11 +103,43 @@ class AnyioWorkers(Workers):
 
 class AsyncioWorkers(Workers):
     def __init__(self, max_threads: int) -> None:
+        super().__init__()
         self.loop = asyncio.get_running_loop()
         self.pool = DaemonPool(max_threads)
 
     async def run(self, func: Callable[[], T]) -> T:
         return await asyncio.wrap_future(self.pool.submit(func), loop=self.loop)
+
+    async def run_until_ready(self, func: Callable[[Ready[T] | None], T]) -> T:
+        # One wake-up of the loop either way: ready() or the end of func, whichever
+        # comes first, resolves the waiter; the pool's own future is left unobserved
+        # (wrapping it would cost a second call into the loop when func ends).
+        loop = self.loop
+        waiter: asyncio.Future[T] = loop.create_future()
+        handed = False
+
+        def ready(value: T) -> None:
+            nonlocal handed
+            handed = True
+            loop.call_soon_threadsafe(_resolve, waiter, value, None)
+
+        def job() -> None:
+            try:
+                result = func(ready)
+            except BaseException as exc:
+                if handed:
+                    raise
+                _resolve_from_thread(loop, waiter, None, exc)
+            else:
+                if not handed:
+                    _resolve_from_thread(loop, waiter, result, None)
+
+        future = self.pool.submit(job)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            future.cancel()  # still queued for a thread: then it never runs
+            raise
 
     def call_loop(
         self, func: Callable[..., Coroutine[Any, Any, T]], *args: Any
@@ -96,6 +148,25 @@ class AsyncioWorkers(Workers):
 
     def wait_loop(self, func: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         return self.call_loop(func, *args).result()
+
+
+def _resolve(waiter: asyncio.Future[T], result: T | None, error: BaseException | None) -> None:
+    if waiter.done():
+        return  # cancelled meanwhile
+    if error is not None:
+        waiter.set_exception(error)
+    else:
+        waiter.set_result(result)  # type: ignore[arg-type]
+
+
+def _resolve_from_thread(
+    loop: asyncio.AbstractEventLoop,
+    waiter: asyncio.Future[T],
+    result: T | None,
+    error: BaseException | None,
+) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+        loop.call_soon_threadsafe(_resolve, waiter, result, error)
 
 
 class DaemonPool:

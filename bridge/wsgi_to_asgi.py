@@ -6,16 +6,18 @@ module is the concurrency glue: which side runs what, and how the two sides wait
 
 Per request, in the common case, there is one loop-to-thread round trip: the worker
 calls the app and iterates until the first non-empty chunk (a list or tuple is drained
-whole), then returns to the loop, which sends the response. A streaming iterable's
-further chunks, and a streaming request body, pass through bounded hand-offs
-(:mod:`bridge.handoff`) that wake the other side only when it waits, so a fast
-producer pays no round trip per chunk and memory stays bounded.
+whole), then returns to the loop, which sends the response. When the iterable streams,
+the same worker hands the first chunks to the loop and goes straight on producing the
+rest. A streaming iterable's further chunks, and a streaming request body, pass through
+bounded hand-offs (:mod:`bridge.handoff`) that wake the other side only when it waits,
+so a fast producer pays no round trip per chunk and memory stays bounded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import io
 import logging
@@ -173,16 +175,14 @@ class WsgiToAsgi:
             # the receiver task takes it from the server and hands it over, bounded.
             environ["wsgi.input"] = StreamingInput(body, exchange.pull_body, limit)
 
-        run = exchange.context.run
         try:
-            chunks, finished = await workers.run(partial(run, exchange.in_worker, exchange.run_app))
+            chunks, finished = await workers.run_until_ready(exchange.work)
             if finished:
                 if exchange.content_length is None and not exchange.headers_sent:
                     exchange.add_content_length(environ["REQUEST_METHOD"], sum(map(len, chunks)))
                 await exchange.send_chunks(chunks, more_body=False)
             else:
-                await exchange.send_chunks(chunks, more_body=True)
-                await exchange.stream()
+                await exchange.stream(chunks)
         except ClientDisconnected as exc:
             logger.debug("client disconnected: %s", exc)
             return
@@ -192,7 +192,7 @@ class WsgiToAsgi:
             receiver.stop()
             if exchange.abandon():
                 with anyio.CancelScope(shield=True):
-                    await workers.run(partial(run, exchange.close_iterable))
+                    await workers.run(partial(exchange.context.run, exchange.close_iterable))
             elif exchange.worker_active:
                 # The server cancelled the task outright (asyncio's Task.cancel(), which
                 # anyio cannot hold off) while the worker still runs the app. It stops
@@ -343,9 +343,13 @@ def _spawn(func: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], object
 class _Exchange:
     """One request's response state, shared by the loop and a worker thread.
 
-    The two sides never touch it at the same time: the loop waits while the worker
-    runs, and the worker blocks while the loop sends on its behalf. The one exception,
-    ``disconnected``, is a flag the loop sets and the worker only reads.
+    Until the response streams, the two sides never touch it at the same time: the
+    loop waits while the worker runs, and the worker blocks while the loop sends on its
+    behalf (``disconnected`` excepted, a flag the loop sets and the worker reads). While
+    it streams, both run: the worker owns the iteration (``iterator``, ``sent``,
+    ``complete``) and reports through ``out``, ``stream_ended`` and ``stream_error``; the
+    loop owns the sending (``headers_sent``, ``send_error``), and status and headers
+    no longer change.
     """
 
     __slots__ = (
@@ -373,6 +377,8 @@ class _Exchange:
         "sent",
         "started",
         "status",
+        "stream_ended",
+        "stream_error",
         "strict",
         "worker_active",
         "workers",
@@ -414,7 +420,9 @@ class _Exchange:
         self.iterator: Iterator[bytes] | None = None
         self.needs_close = False
         self.handled_error: BaseException | None = None
-        self.out: Handoff[object] | None = None  # the streamed response, once it streams
+        self.out: Handoff[bytes] | None = None  # the streamed response, once it streams
+        self.stream_ended = False  # the worker produced the whole stream
+        self.stream_error: BaseException | None = None  # ...or the app failed midway
         self.body_backlog: deque[bytes] = deque()  # body chunks taken but not yet read
         self.send_error: BaseException | None = None
         # Who closes the iterable if the ASGI task is torn down while a worker still
@@ -430,8 +438,9 @@ class _Exchange:
     ) -> WriteCallable:
         if exc_info is not None:
             try:
-                if self.headers_sent:
-                    # Too late to change the response: PEP 3333 says re-raise.
+                if self.headers_sent or self.out is not None:
+                    # Too late to change the response (sent, or handed to the loop with
+                    # the first chunk when the response streams): PEP 3333 says re-raise.
                     raise exc_info[1].with_traceback(exc_info[2])  # type: ignore[union-attr]
                 self.handled_error = exc_info[1]
             finally:
@@ -475,6 +484,45 @@ class _Exchange:
             self.to_loop(self._send_body, data, True, True)
 
     # -- the worker's side --------------------------------------------------------------
+
+    def work(self, ready: Callable[[tuple[list[bytes], bool]], None] | None) -> tuple[list[bytes], bool]:
+        """A worker's share of the request: call the app and return the chunks to send
+        first, and whether the response is finished (see :meth:`run_app`).
+
+        When the response streams and ``ready`` is given, the first chunks go to
+        ``ready`` instead, and this same call goes straight on producing the rest into
+        ``out`` (:meth:`stream_rest`): one trip to a worker thread and one back for the
+        whole response, rather than a second round trip to start streaming.
+        """
+        try:
+            return self.context.run(self.in_worker, partial(self._work, ready))
+        finally:
+            if self.out is not None:
+                # The end of the stream, signalled only once in_worker is over: when the
+                # loop sees it, the worker is done with the request.
+                self.out.close()
+
+    def _work(self, ready: Callable[[tuple[list[bytes], bool]], None] | None) -> tuple[list[bytes], bool]:
+        chunks, finished = self.run_app()
+        if finished or ready is None:
+            return chunks, finished
+        self.out = Handoff(_OUT_BUFFER, self.workers.loop_ref)
+        try:
+            ready((chunks, False))
+        except BaseException:
+            self.close_iterable()  # the loop is gone
+            raise
+        self.stream_rest()
+        return chunks, False  # nobody waits for it: ready() had it
+
+    def produce_rest(self) -> None:
+        """The worker's second step, for workers that have no ``ready``: the first
+        step returned with the first chunks, and the loop has created ``out``."""
+        try:
+            self.context.run(self.in_worker, self.stream_rest)
+        finally:
+            assert self.out is not None
+            self.out.close()  # as in work(): after in_worker
 
     def in_worker(self, func: Callable[[], _T]) -> _T:
         """Run one of the worker steps below, keeping track of who may close the iterable."""
@@ -591,8 +639,10 @@ class _Exchange:
             raise  # pragma: no cover - _reraise_app_error always raises
 
     def stream_rest(self) -> None:
-        """Produce the remaining chunks of a streaming iterable into the hand-off; the
-        loop's sender task sends them."""
+        """Produce the remaining chunks of a streaming iterable into ``out``; the loop
+        sends them. How it ended is left in ``stream_ended`` or ``stream_error`` (the
+        caller then closes ``out``): what the app produced before an error still goes
+        out, as under a native server, and then the error aborts the response."""
         assert self.iterator is not None
         iterator = self.iterator
         try:
@@ -607,22 +657,21 @@ class _Exchange:
                 else:
                     self._idle()
             self._warn_if_short()
-            self._put_out(_END)
+            self.stream_ended = True
         except ClientDisconnected as exc:
             logger.debug("stopped streaming the response: %s", exc)
         except BaseException as exc:
-            self.close_iterable()
-            _reraise_app_error(exc)
+            self.stream_error = _app_error(exc)
         finally:
-            assert self.out is not None
-            self.out.close()  # the sender stops once it has sent what is queued
             self.close_iterable()
 
-    def _put_out(self, item: object) -> None:
+    def _put_out(self, data: bytes) -> None:
         assert self.out is not None
+        # As to_loop() does: the chunk may have been long in coming, and the request may
+        # be over by now (a cancelled task is told only here, on some backends).
+        self._check_gone()
         try:
-            size = len(item) if type(item) is bytes else 0
-            self.out.put_in_thread(item, max(size, _MIN_ITEM_COST), self._should_stop)
+            self.out.put_in_thread(data, max(len(data), _MIN_ITEM_COST), self._should_stop)
         except Closed:
             raise self._gone("the client disconnected") from None
 
@@ -759,61 +808,71 @@ class _Exchange:
     async def _start_body(self) -> None:
         self.receiver.start_body()
 
-    async def stream(self) -> None:
-        """Send the rest of a streaming iterable: a worker produces, a task sends."""
+    async def stream(self, first: list[bytes]) -> None:
+        """Send a streaming response: the first chunks, then the rest as a worker
+        produces it; returns once that worker is done with the request."""
         self.receiver.start_watching()
-        out: Handoff[object] = Handoff(_OUT_BUFFER)
-        self.out = out
-        done = anyio.Event()
+        out = self.out
+        if out is not None:
+            # The worker that produced the first chunks is producing the rest already.
+            await self._send_stream(out, first)
+        else:
+            # It returned with them (workers without ready()): send them, then start a
+            # worker on the rest, with a task beside it that sends.
+            await self.send_chunks(first, more_body=True)
+            out = self.out = Handoff(_OUT_BUFFER, self.workers.loop_ref)
+            done = anyio.Event()
 
-        async def sender() -> None:
-            try:
-                await self._send_stream(out)
-            finally:
-                done.set()
+            async def sender() -> None:
+                try:
+                    await self._send_stream(out, [])
+                finally:
+                    done.set()
 
-        stop_sender = _spawn(sender)
-        try:
-            run = self.context.run
+            stop_sender = _spawn(sender)
             try:
-                await self.workers.run(partial(run, self.in_worker, self.stream_rest))
-            except anyio.get_cancelled_exc_class():
-                raise
-            except BaseException:
-                # The app failed mid-stream: what it produced before still goes out (as
-                # under a native server), then the error aborts the response.
+                await self.workers.run(self.produce_rest)
                 await done.wait()
-                raise
-            await done.wait()
-        finally:
-            if not done.is_set():
-                stop_sender()
-        if self.send_error is not None:
-            raise self.send_error
+            finally:
+                if not done.is_set():
+                    stop_sender()
+        error = self.stream_error if self.stream_error is not None else self.send_error
+        if error is not None:
+            self.stream_error = self.send_error = None  # no cycle through the traceback
+            raise error
 
-    async def _send_stream(self, out: Handoff[object]) -> None:
+    async def _send_stream(self, out: Handoff[bytes], first: list[bytes]) -> None:
+        """Send ``first``, then what the worker puts in ``out`` until it closes it."""
         try:
+            if first:
+                await self.send_chunks(first, more_body=True)
             while True:
-                for item in await out.get_in_loop():
-                    if item is _END:
-                        await self._send_body(b"", False)
-                        return
-                    await self._send_body(item, True)  # type: ignore[arg-type]
+                try:
+                    chunks = await out.get_in_loop()
+                except Closed:
+                    break
+                for chunk in chunks:
+                    await self._send_body(chunk, True)
                 # A server whose send() never suspends must not starve the watcher.
                 await anyio.lowlevel.checkpoint()
-        except Closed:
-            pass  # the worker stopped without an end: an error or a disconnect, its to tell
+            if self.stream_ended:
+                await self._send_body(b"", False)
+            return
         except ClientDisconnected:
             self.disconnected = True
         except anyio.get_cancelled_exc_class():
             raise
         except BaseException as exc:
             self.send_error = exc
-        out.close()  # wake a worker that waits for room
+            self.disconnected = True  # stop the worker at its next step
+        # Sending failed: drop what comes until the worker, which stops at its next step
+        # (or finds no room), closes ``out``. Only then is it done with the request.
+        with contextlib.suppress(Closed):
+            while True:
+                await out.get_in_loop()
 
 
 _CANCELLED = "the ASGI server cancelled the request"
-_END = object()  # the end of a streamed response, in the hand-off
 _NO_START_RESPONSE = (
     "the WSGI app returned or yielded body data without a successful call to start_response()"
 )
@@ -829,14 +888,16 @@ class _LoopExit(BaseException):
         self.original = original
 
 
+def _app_error(exc: BaseException) -> BaseException:
+    """The error to raise for one from the app: process-ending ones become ordinary
+    errors, so one request can never stop the server."""
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):  # not _LoopExit: the server's own
+        return AppExitError.wrap(exc, "WSGI")
+    return exc
+
+
 def _reraise_app_error(exc: BaseException) -> None:
-    """Re-raise an error from the app; process-ending ones become ordinary errors, so
-    one request can never stop the server."""
-    if isinstance(exc, _LoopExit):
-        raise exc
-    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-        raise AppExitError.wrap(exc, "WSGI")
-    raise exc
+    raise _app_error(exc)
 
 
 async def _wait_for_worker(exchange: _Exchange) -> None:

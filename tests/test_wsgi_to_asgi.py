@@ -1247,7 +1247,10 @@ async def test_row45_cancel_while_generator_blocks_mid_stream() -> None:
                         outcome.append(exc)
 
             tg.start_soon(call)
+            # The worker may go on to the next chunk while the loop still sends the
+            # first: cancel once both have happened.
             assert await wait_thread_event(in_next)
+            assert await wait_thread_event(first_sent)
             scope.cancel()
             release.set()
     assert outcome == []  # the cancellation is not turned into some other error
