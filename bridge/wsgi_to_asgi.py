@@ -23,6 +23,7 @@ import io
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from functools import partial
 from typing import Any, Callable, Coroutine, Iterable, Iterator, Sequence, TypeVar
@@ -103,18 +104,27 @@ class WsgiToAsgi:
         self._workers: anyio.lowlevel.RunVar[Workers] = anyio.lowlevel.RunVar(
             f"bridge.WsgiToAsgi.workers.{id(self):x}"
         )
+        # The last asyncio loop's workers, found without the RunVar lookup (which asks
+        # sniffio for the running library: microseconds, on every request).
+        self._last_workers: tuple[weakref.ref[asyncio.AbstractEventLoop], AsyncioWorkers] | None = None
 
     def _get_workers(self) -> Workers:
+        loop = asyncio._get_running_loop()  # None on trio
+        last = self._last_workers
+        if last is not None and loop is not None and last[0]() is loop:
+            return last[1]
+        workers: Workers
         try:
-            return self._workers.get()
+            workers = self._workers.get()
         except LookupError:
-            workers: Workers
             if anyio.get_cancelled_exc_class() is asyncio.CancelledError:
                 workers = AsyncioWorkers(self.max_threads)
             else:
                 workers = AnyioWorkers(self.max_threads)
             self._workers.set(workers)
-            return workers
+        if isinstance(workers, AsyncioWorkers) and workers.loop is loop:
+            self._last_workers = (weakref.ref(workers.loop), workers)
+        return workers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
