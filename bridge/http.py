@@ -43,6 +43,13 @@ HOP_BY_HOP = frozenset(
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Any control character but horizontal tab; CR and LF would let an app inject headers.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Status lines and header names found valid before, and what they became: an app sends
+# the same few with every response, and checking them was most of start_response's
+# cost. Never a hop-by-hop name: those are dropped (and reported) every time. Bounded,
+# so that an app making up names cannot grow them without limit.
+_STATUSES: dict[str, int] = {}
+_NAMES: dict[str, bytes] = {}
+_CACHE_LIMIT = 512
 
 
 def parse_status(status: object) -> int:
@@ -51,7 +58,11 @@ def parse_status(status: object) -> int:
     A bare ``"200"`` is accepted (the reason phrase is lost in ASGI anyway). 1xx codes
     are refused: an ASGI ``http.response.start`` cannot carry an interim response.
     """
-    if type(status) is not str:
+    if type(status) is str:
+        known = _STATUSES.get(status)
+        if known is not None:
+            return known
+    else:
         raise ResponseError(
             f"the status passed to start_response() must be a str like '200 OK', "
             f"not {type(status).__name__}: {status!r}"
@@ -75,6 +86,8 @@ def parse_status(status: object) -> int:
             f"status {status!r} is an informational (1xx) response, which a WSGI app "
             f"cannot send through ASGI; the server handles 100-continue and upgrades"
         )
+    if len(_STATUSES) < _CACHE_LIMIT:
+        _STATUSES[status] = value
     return value
 
 
@@ -117,7 +130,8 @@ def encode_response_headers(headers: Iterable[object], *, strict: bool = False) 
         name, value = item
         if type(name) is not str or type(value) is not str:
             raise ResponseError(f"response header names and values must be str (latin-1 text), got {item!r}")
-        if not _TOKEN.fullmatch(name):
+        raw_name = _NAMES.get(name)
+        if raw_name is None and not _TOKEN.fullmatch(name):
             raise ResponseError(f"invalid response header name {name!r}: it must be an RFC 9110 token")
         if _CONTROL.search(value):
             raise ResponseError(
@@ -132,16 +146,20 @@ def encode_response_headers(headers: Iterable[object], *, strict: bool = False) 
                 f"PEP 3333 header values are latin-1 text (encode other text first, "
                 f"for example as RFC 8187 or percent-encoding)"
             ) from None
-        lower = name.lower()
-        if lower in HOP_BY_HOP:
-            if strict:
-                raise HopByHopHeaderError(
-                    f"the app set the hop-by-hop header {name!r}; the server owns the "
-                    f"connection and its framing, so WSGI apps must not set it (PEP 3333)"
-                )
-            dropped.append(name)
-            continue
-        if lower == "content-length":
+        if raw_name is None:
+            lower = name.lower()
+            if lower in HOP_BY_HOP:
+                if strict:
+                    raise HopByHopHeaderError(
+                        f"the app set the hop-by-hop header {name!r}; the server owns the "
+                        f"connection and its framing, so WSGI apps must not set it (PEP 3333)"
+                    )
+                dropped.append(name)
+                continue
+            raw_name = lower.encode("ascii")
+            if len(_NAMES) < _CACHE_LIMIT:
+                _NAMES[name] = raw_name
+        if raw_name == b"content-length":
             try:
                 length = parse_content_length(value)
             except ValueError as exc:
@@ -154,7 +172,7 @@ def encode_response_headers(headers: Iterable[object], *, strict: bool = False) 
                 continue
             content_length = length
             raw_value = str(length).encode("ascii")
-        encoded.append((lower.encode("ascii"), raw_value))
+        encoded.append((raw_name, raw_value))
     return EncodedHeaders(encoded, content_length, dropped)
 
 
