@@ -537,7 +537,12 @@ class _Exchange:
     def in_worker(self, func: Callable[[], _T]) -> _T:
         """Run one of the worker steps below, keeping track of who may close the iterable."""
         with self.lock:
-            self.worker_active = True
+            too_late = self.abandoned
+            self.worker_active = not too_late
+        if too_late:
+            # The task was cancelled after this step had left the pool's queue but
+            # before it got here: the loop is gone, and nobody would stop it.
+            raise self._gone(_CANCELLED)
         try:
             return func()
         finally:

@@ -1290,6 +1290,34 @@ async def test_row45_cancel_while_waiting_for_a_thread() -> None:
     assert second.exchange.messages == []
 
 
+async def test_row45_worker_step_starting_after_the_request_was_abandoned_never_runs_the_app() -> None:
+    # White box, for a window no client can hit on purpose: a worker has taken the
+    # step from the pool's queue (too late to cancel it there) when the task is
+    # cancelled and the loop lets the request go. The step must not call the app then:
+    # nobody would ever stop a streaming response it started.
+    from bridge.environ import build_environ
+    from bridge.wsgi_streams import ErrorStream
+    from bridge.wsgi_to_asgi import _Exchange, _Receiver
+
+    calls: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        calls.append("called")
+        start_response("200 OK", [])
+        return endless()
+
+    client = Client()
+    adapter = WsgiToAsgi(app)
+    errors = ErrorStream()
+    environ = build_environ(http_scope(), errors=errors)
+    receiver = _Receiver(client.receive, True)
+    exchange = _Exchange(app, environ, client.send, errors, False, receiver, adapter._get_workers())
+    assert exchange.abandon() is False  # nothing ran, nothing to close
+    with pytest.raises(bridge.ClientDisconnected):
+        exchange.work(lambda first: None)
+    assert calls == []
+
+
 @pytest.mark.parametrize("exc_type", [SystemExit, KeyboardInterrupt])
 @pytest.mark.parametrize("streaming", [False, True], ids=["first-step", "streaming"])
 async def test_process_ending_exception_from_close_does_not_escape(
