@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import queue
 import threading
 from functools import partial
@@ -31,6 +32,8 @@ from .handoff import LoopRef
 __all__ = ["AnyioWorkers", "AsyncioWorkers", "DaemonPool", "Workers", "is_cancellation"]
 
 T = TypeVar("T")
+
+logger = logging.getLogger("bridge.workers")
 
 
 def is_cancellation(exc: BaseException) -> bool:
@@ -112,11 +115,11 @@ class AsyncioWorkers(Workers):
 
     async def run_until_ready(self, func: Callable[[Ready[T] | None], T]) -> T:
         # One wake-up of the loop either way: ready() or the end of func, whichever
-        # comes first, resolves the waiter; the pool's own future is left unobserved
-        # (wrapping it would cost a second call into the loop when func ends).
+        # comes first, resolves the waiter. No concurrent future (its condition
+        # variable, taken three times, costs microseconds on both sides of the hop).
         loop = self.loop
         waiter: asyncio.Future[T] = loop.create_future()
-        handed = False
+        handed = cancelled = False
 
         def ready(value: T) -> None:
             nonlocal handed
@@ -124,6 +127,8 @@ class AsyncioWorkers(Workers):
             loop.call_soon_threadsafe(_resolve, waiter, value, None)
 
         def job() -> None:
+            if cancelled:
+                return  # cancelled while it waited for a thread
             try:
                 result = func(ready)
             except BaseException as exc:
@@ -134,11 +139,11 @@ class AsyncioWorkers(Workers):
                 if not handed:
                     _resolve_from_thread(loop, waiter, result, None)
 
-        future = self.pool.submit(job)
+        self.pool.start(job)
         try:
             return await waiter
         except asyncio.CancelledError:
-            future.cancel()  # still queued for a thread: then it never runs
+            cancelled = True  # still queued for a thread: then it never runs
             raise
 
     def call_loop(
@@ -178,7 +183,7 @@ class DaemonPool:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._work: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[[], Any]]] = (
+        self._work: queue.SimpleQueue[tuple[concurrent.futures.Future[Any] | None, Callable[[], Any]]] = (
             queue.SimpleQueue()
         )
         self._lock = threading.Lock()
@@ -186,23 +191,37 @@ class DaemonPool:
         self._idle = 0
 
     def submit(self, func: Callable[[], T]) -> concurrent.futures.Future[T]:
+        """Run ``func`` in a thread; its outcome goes to the future returned."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._put(future, func)
+        return future
+
+    def start(self, func: Callable[[], object]) -> None:
+        """Run ``func`` in a thread, for a caller that learns its outcome another way
+        (an error escaping it is logged)."""
+        self._put(None, func)
+
+    def _put(self, future: concurrent.futures.Future[Any] | None, func: Callable[[], Any]) -> None:
         self._work.put((future, func))
         with self._lock:
             if self._idle:
                 self._idle -= 1  # an idle thread takes it
-                return future
+                return
             if self._threads >= self.size:
-                return future  # queued until a thread is free
+                return  # queued until a thread is free
             self._threads += 1
         threading.Thread(target=self._serve, name="bridge-wsgi-worker", daemon=True).start()
-        return future
 
     def _serve(self) -> None:
         work = self._work
         while True:
             future, func = work.get()
-            if future.set_running_or_notify_cancel():
+            if future is None:
+                try:
+                    func()
+                except BaseException:
+                    logger.exception("a call in a bridge worker thread failed")
+            elif future.set_running_or_notify_cancel():
                 try:
                     result = func()
                 except BaseException as exc:
