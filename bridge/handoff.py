@@ -14,10 +14,11 @@ check for a reason to stop (the waits have a way out even if a peer vanishes).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections import deque
-from typing import Callable, Generic, TypeVar
+from typing import Awaitable, Callable, Generic, Protocol, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -33,22 +34,43 @@ class Closed(Exception):
     """The hand-off was closed: nothing more will come, and puts are refused."""
 
 
-class LoopRef:
-    """An event loop as a hand-off sees it: its thread, and how to wake it from another.
-    Made on the loop; usable from any thread (a worker may then create hand-offs)."""
+class _Event(Protocol):
+    def set(self) -> None: ...
 
-    __slots__ = ("thread", "wake")
+    def wait(self) -> Awaitable[object]: ...
+
+
+class LoopRef:
+    """An event loop as a hand-off sees it: its thread, its events, and how to set one
+    from another thread. Made on the loop; usable from any thread (a worker may then
+    create hand-offs)."""
+
+    __slots__ = ("new_event", "thread", "wake")
 
     def __init__(self) -> None:
         self.thread = threading.get_ident()
         token = anyio.lowlevel.current_token()
-        run_sync_soon = token.backend_class.run_sync_soon
         native = token.native_token
+        self.wake: Callable[[_Event], None]
+        self.new_event: Callable[[], _Event]
+        if isinstance(native, asyncio.AbstractEventLoop):
+            # asyncio's own event and call: anyio.Event() and run_sync_soon look up
+            # the running library (sniffio) on every call, microseconds each time.
+            call_soon_threadsafe = native.call_soon_threadsafe
 
-        def wake(event: anyio.Event) -> None:
-            run_sync_soon(event.set, (), native)
+            def wake(event: _Event) -> None:
+                call_soon_threadsafe(event.set)
 
-        self.wake: Callable[[anyio.Event], None] = wake
+            self.wake = wake
+            self.new_event = asyncio.Event
+        else:
+            run_sync_soon = token.backend_class.run_sync_soon
+
+            def wake_any(event: _Event) -> None:
+                run_sync_soon(event.set, (), native)
+
+            self.wake = wake_any
+            self.new_event = anyio.Event
 
 
 class Handoff(Generic[T]):
@@ -62,6 +84,7 @@ class Handoff(Generic[T]):
         "_loop_event",
         "_loop_thread",
         "_loop_waiting",
+        "_new_event",
         "_queued",
         "_thread_waiting",
         "_wake_loop",
@@ -79,9 +102,10 @@ class Handoff(Generic[T]):
         self._closed = False
         self._thread_waiting = False
         self._loop_waiting = False
-        self._loop_event: anyio.Event | None = None
+        self._loop_event: _Event | None = None
         self._loop_thread = loop.thread
         self._wake_loop = loop.wake
+        self._new_event = loop.new_event
 
     @property
     def closed(self) -> bool:
@@ -106,7 +130,7 @@ class Handoff(Generic[T]):
         if event is not None:
             self._signal_loop(event)
 
-    def _signal_loop(self, event: anyio.Event) -> None:
+    def _signal_loop(self, event: _Event) -> None:
         # From the loop's own thread a plain set() is right; from elsewhere, hand it over.
         if threading.get_ident() == self._loop_thread:
             event.set()
@@ -177,7 +201,7 @@ class Handoff(Generic[T]):
                     if self._thread_waiting:
                         self._cond.notify()
                     return
-                event = self._loop_event = anyio.Event()
+                event = self._loop_event = self._new_event()
                 self._loop_waiting = True
             await event.wait()
 
@@ -193,6 +217,6 @@ class Handoff(Generic[T]):
                     return items
                 if self._closed:
                     raise Closed("the hand-off is closed")
-                event = self._loop_event = anyio.Event()
+                event = self._loop_event = self._new_event()
                 self._loop_waiting = True
             await event.wait()

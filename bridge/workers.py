@@ -24,6 +24,7 @@ from functools import partial
 from typing import Any, Callable, Coroutine, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 from anyio import from_thread
 
@@ -82,6 +83,16 @@ class Workers:
         can tell; otherwise the adapter's own flags say)."""
         return False
 
+    def spawn(self, func: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], object]:
+        """On the loop: run ``func()`` in a task of its own, without a task group around
+        the request (an anyio task group costs tens of microseconds, a request's whole
+        budget). Returns a function that cancels it. ``func`` must not raise."""
+        raise NotImplementedError
+
+    async def checkpoint(self) -> None:
+        """On the loop: let other tasks run."""
+        await anyio.lowlevel.checkpoint()
+
 
 class AnyioWorkers(Workers):
     def __init__(self, max_threads: int) -> None:
@@ -102,6 +113,18 @@ class AnyioWorkers(Workers):
                 return True
             raise
         return False
+
+    def spawn(self, func: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], object]:
+        import trio  # noqa: PLC0415 - optional: the only other backend anyio runs on
+
+        scope = trio.CancelScope()
+
+        async def run() -> None:
+            with scope:
+                await func()
+
+        trio.lowlevel.spawn_system_task(run)
+        return scope.cancel
 
 
 class AsyncioWorkers(Workers):
@@ -153,6 +176,14 @@ class AsyncioWorkers(Workers):
 
     def wait_loop(self, func: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         return self.call_loop(func, *args).result()
+
+    # asyncio's own, without anyio's per-call lookup of the running library (sniffio).
+
+    def spawn(self, func: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], object]:
+        return self.loop.create_task(func()).cancel
+
+    async def checkpoint(self) -> None:
+        await asyncio.sleep(0)
 
 
 def _resolve(waiter: asyncio.Future[T], result: T | None, error: BaseException | None) -> None:

@@ -173,8 +173,8 @@ class WsgiToAsgi:
             remaining = limit - len(body)
         else:
             remaining = None
-        receiver = _Receiver(receive, not more_body, remaining)
         workers = self._get_workers()
+        receiver = _Receiver(receive, workers, not more_body, remaining)
         exchange = _Exchange(self.wsgi_app, environ, send, errors, self.strict, receiver, workers)
         if receiver.body_complete:
             if limit is not None and len(body) > limit:
@@ -259,10 +259,14 @@ class _Receiver:
         "running",
         "stop_task",
         "watching",
+        "workers",
     )
 
-    def __init__(self, receive: Receive, body_complete: bool, remaining: int | None = None) -> None:
+    def __init__(
+        self, receive: Receive, workers: Workers, body_complete: bool, remaining: int | None = None
+    ) -> None:
         self.receive = receive
+        self.workers = workers
         self.body_complete = body_complete
         self.remaining = remaining  # body bytes still due, when Content-Length says
         self.disconnected = False
@@ -270,13 +274,13 @@ class _Receiver:
         self.watching = False  # asked to watch for a disconnect until the request ends
         self.running = False
         self.stop_task: Callable[[], object] | None = None
-        self.body: Handoff[bytes] | None = None if body_complete else Handoff(_BODY_BUFFER)
+        self.body: Handoff[bytes] | None = None if body_complete else Handoff(_BODY_BUFFER, workers.loop_ref)
 
     def start_body(self) -> None:
         """Start taking the rest of the body in (on the loop): the app reads it."""
         if not self.running:
             self.running = True
-            self.stop_task = _spawn(self._run)
+            self.stop_task = self.workers.spawn(self._run)
 
     def start_watching(self) -> None:
         """Watch for the client leaving (on the loop), until the request ends."""
@@ -330,24 +334,6 @@ class _Receiver:
             self.running = False
             if body is not None:
                 body.close()  # wake a reader: the end of the body, or a disconnect
-
-
-def _spawn(func: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], object]:
-    """Run ``func`` in a task of its own, without a task group around the request
-    (an anyio task group costs tens of microseconds, a request's whole budget).
-    Returns a function that cancels it. ``func`` must not raise."""
-    if anyio.get_cancelled_exc_class() is asyncio.CancelledError:
-        return asyncio.get_running_loop().create_task(func()).cancel
-    import trio  # noqa: PLC0415 - optional: the only other backend anyio runs on
-
-    scope = trio.CancelScope()
-
-    async def run() -> None:
-        with scope:
-            await func()
-
-    trio.lowlevel.spawn_system_task(run)
-    return scope.cancel
 
 
 class _Exchange:
@@ -844,7 +830,7 @@ class _Exchange:
                 finally:
                     done.set()
 
-            stop_sender = _spawn(sender)
+            stop_sender = self.workers.spawn(sender)
             try:
                 await self.workers.run(self.produce_rest)
                 await done.wait()
@@ -869,7 +855,7 @@ class _Exchange:
                 for chunk in chunks:
                     await self._send_body(chunk, True)
                 # A server whose send() never suspends must not starve the watcher.
-                await anyio.lowlevel.checkpoint()
+                await self.workers.checkpoint()
             if self.stream_ended:
                 await self._send_body(b"", False)
             return

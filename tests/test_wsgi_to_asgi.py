@@ -1310,8 +1310,9 @@ async def test_row45_worker_step_starting_after_the_request_was_abandoned_never_
     adapter = WsgiToAsgi(app)
     errors = ErrorStream()
     environ = build_environ(http_scope(), errors=errors)
-    receiver = _Receiver(client.receive, True)
-    exchange = _Exchange(app, environ, client.send, errors, False, receiver, adapter._get_workers())
+    workers = adapter._get_workers()
+    receiver = _Receiver(client.receive, workers, True)
+    exchange = _Exchange(app, environ, client.send, errors, False, receiver, workers)
     assert exchange.abandon() is False  # nothing ran, nothing to close
     with pytest.raises(bridge.ClientDisconnected):
         exchange.work(lambda first: None)
