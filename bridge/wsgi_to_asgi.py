@@ -847,15 +847,14 @@ class _Exchange:
         try:
             if first:
                 await self.send_chunks(first, more_body=True)
-            while True:
-                try:
-                    chunks = await out.get_in_loop()
-                except Closed:
-                    break
-                for chunk in chunks:
-                    await self._send_body(chunk, True)
-                # A server whose send() never suspends must not starve the watcher.
-                await self.workers.checkpoint()
+            with contextlib.suppress(Closed):  # the worker is done with the request
+                while True:
+                    # (No name for the batch: it would hold up to a whole budget's worth
+                    # of sent chunks while the next batch is awaited.)
+                    for chunk in await out.get_in_loop():
+                        await self._send_body(chunk, True)
+                    # A server whose send() never suspends must not starve the watcher.
+                    await self.workers.checkpoint()
             if self.stream_ended:
                 await self._send_body(b"", False)
             return
