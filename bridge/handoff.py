@@ -168,6 +168,16 @@ class Handoff(Generic[T]):
         if event is not None:
             self._wake_loop(event)
 
+    def wait_taken_in_thread(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Block until the consumer has taken everything queued (or it is closed)."""
+        with self._cond:
+            while self._items and not self._closed:
+                self._thread_waiting = True
+                self._cond.wait(_THREAD_POLL)
+                self._thread_waiting = False
+                if self._items and should_stop():
+                    raise Closed("stopped while waiting for the consumer")
+
     def get_in_thread(self, should_stop: Callable[[], bool] = lambda: False) -> list[T]:
         """Take everything queued; block while nothing is. Raises Closed once closed
         and empty, or when ``should_stop()`` says so while waiting."""

@@ -7,8 +7,9 @@ module is the concurrency glue: which side runs what, and how the two sides wait
 Per request, in the common case, there is one loop-to-thread round trip: the worker
 calls the app and iterates until the first non-empty chunk (a list or tuple is drained
 whole), then returns to the loop, which sends the response. When the iterable streams,
-the same worker hands the first chunks to the loop and goes straight on producing the
-rest. A streaming iterable's further chunks, and a streaming request body, pass through
+the same worker hands the first chunks to the loop and, once the loop has taken them,
+goes straight on producing the rest. A streaming iterable's further chunks, and a
+streaming request body, pass through
 bounded hand-offs (:mod:`bridge.handoff`) that wake the other side only when it waits,
 so a fast producer pays no round trip per chunk and memory stays bounded.
 """
@@ -485,10 +486,10 @@ class _Exchange:
         """A worker's share of the request: call the app and return the chunks to send
         first, and whether the response is finished (see :meth:`run_app`).
 
-        When the response streams and ``ready`` is given, the first chunks go to
-        ``ready`` instead, and this same call goes straight on producing the rest into
-        ``out`` (:meth:`stream_rest`): one trip to a worker thread and one back for the
-        whole response, rather than a second round trip to start streaming.
+        When the response streams and ``ready`` is given, the first chunks go into
+        ``out`` instead, ``ready`` tells the loop, and this same call goes on producing
+        the rest into ``out`` (:meth:`stream_rest`): one trip to a worker thread and one
+        back to start streaming, rather than two of each.
         """
         try:
             return self.context.run(self.in_worker, partial(self._work, ready))
@@ -502,14 +503,22 @@ class _Exchange:
         chunks, finished = self.run_app()
         if finished or ready is None:
             return chunks, finished
-        self.out = Handoff(_OUT_BUFFER, self.workers.loop_ref)
+        out = self.out = Handoff(_OUT_BUFFER, self.workers.loop_ref)
+        for chunk in chunks:
+            out.put_in_thread(chunk, max(len(chunk), _MIN_ITEM_COST))  # never waits: empty
         try:
-            ready((chunks, False))
+            ready(([], False))
         except BaseException:
             self.close_iterable()  # the loop is gone
             raise
+        # Time to first byte: until the loop has taken the first chunks, the app's next
+        # step waits, as under a native server, which sends them before going on. Run at
+        # once, a CPU-bound step would hold the GIL and keep the loop from sending them
+        # for a switch interval (5 ms) or more.
+        with contextlib.suppress(Closed):  # the request is over: stream_rest finds out
+            out.wait_taken_in_thread(self._should_stop)
         self.stream_rest()
-        return chunks, False  # nobody waits for it: ready() had it
+        return [], False  # nobody waits for it: ready() went first
 
     def produce_rest(self) -> None:
         """The worker's second step, for workers that have no ``ready``: the first
@@ -815,8 +824,8 @@ class _Exchange:
         self.receiver.start_watching()
         out = self.out
         if out is not None:
-            # The worker that produced the first chunks is producing the rest already.
-            await self._send_stream(out, first)
+            # The worker that found the first chunks put them in ``out``, and goes on.
+            await self._send_stream(out)
         else:
             # It returned with them (workers without ready()): send them, then start a
             # worker on the rest, with a task beside it that sends.
@@ -826,7 +835,7 @@ class _Exchange:
 
             async def sender() -> None:
                 try:
-                    await self._send_stream(out, [])
+                    await self._send_stream(out)
                 finally:
                     done.set()
 
@@ -842,11 +851,9 @@ class _Exchange:
             self.stream_error = self.send_error = None  # no cycle through the traceback
             raise error
 
-    async def _send_stream(self, out: Handoff[bytes], first: list[bytes]) -> None:
-        """Send ``first``, then what the worker puts in ``out`` until it closes it."""
+    async def _send_stream(self, out: Handoff[bytes]) -> None:
+        """Send what the worker puts in ``out``, until it closes it."""
         try:
-            if first:
-                await self.send_chunks(first, more_body=True)
             with contextlib.suppress(Closed):  # the worker is done with the request
                 while True:
                     # (No name for the batch: it would hold up to a whole budget's worth
