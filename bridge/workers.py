@@ -64,7 +64,9 @@ class Workers:
         callable: the first value handed to it is returned at once, while ``func`` goes
         on in the worker (what it does then, errors included, is its own business).
         Otherwise, or if ``func`` never calls it, what ``func`` returns or raises is the
-        result. Here ``ready`` is None: the call ends when ``func`` does."""
+        result. Cancelled while the call waits for a thread, it never runs; once a
+        thread has it, it runs on, and stopping it is the caller's business. Here
+        ``ready`` is None: the call ends when ``func`` does."""
         return await self.run(partial(func, None))
 
     def call_loop(

@@ -9,9 +9,9 @@ calls the app and iterates until the first non-empty chunk (a list or tuple is d
 whole), then returns to the loop, which sends the response. When the iterable streams,
 the same worker hands the first chunks to the loop and, once the loop has taken them,
 goes straight on producing the rest. A streaming iterable's further chunks, and a
-streaming request body, pass through
-bounded hand-offs (:mod:`bridge.handoff`) that wake the other side only when it waits,
-so a fast producer pays no round trip per chunk and memory stays bounded.
+streaming request body, pass through bounded hand-offs (:mod:`bridge.handoff`) that
+wake the other side only when it waits, so a fast producer pays no round trip per
+chunk and memory stays bounded.
 """
 
 from __future__ import annotations
