@@ -20,7 +20,6 @@ import contextlib
 import logging
 import queue
 import threading
-from functools import partial
 from typing import Any, Callable, Coroutine, TypeVar
 
 import anyio
@@ -59,15 +58,14 @@ class Workers:
     async def run(self, func: Callable[[], T]) -> T:
         raise NotImplementedError
 
-    async def run_until_ready(self, func: Callable[[Ready[T] | None], T]) -> T:
-        """Run ``func(ready)`` in a worker thread. Where the workers can, ``ready`` is a
-        callable: the first value handed to it is returned at once, while ``func`` goes
-        on in the worker (what it does then, errors included, is its own business).
-        Otherwise, or if ``func`` never calls it, what ``func`` returns or raises is the
-        result. Cancelled while the call waits for a thread, it never runs; once a
-        thread has it, it runs on, and stopping it is the caller's business. Here
-        ``ready`` is None: the call ends when ``func`` does."""
-        return await self.run(partial(func, None))
+    async def run_until_ready(self, func: Callable[[Ready[T]], T]) -> T:
+        """Run ``func(ready)`` in a worker thread. The first value handed to ``ready``
+        is returned at once, while ``func`` goes on in the worker (what it does then,
+        errors included, is its own business); if ``func`` never calls it, what ``func``
+        returns or raises is the result. Cancelled while the call waits for a thread,
+        it never runs; once a thread has it, it runs on, and stopping it is the
+        caller's business."""
+        raise NotImplementedError
 
     def call_loop(
         self, func: Callable[..., Coroutine[Any, Any, T]], *args: Any
@@ -116,6 +114,54 @@ class AnyioWorkers(Workers):
             raise
         return False
 
+    async def run_until_ready(self, func: Callable[[Ready[T]], T]) -> T:
+        # As AsyncioWorkers does, with trio's own calls: the worker thread runs under a
+        # system task, so the request's task can go on once ready() has a value, and
+        # the whole request, iteration and close() included, stays on one thread (Django
+        # closes the database connection of the thread that runs request_finished).
+        import trio  # noqa: PLC0415 - optional: the only other backend anyio runs on
+
+        token = trio.lowlevel.current_trio_token()
+        settled = trio.Event()
+        outcome: list[tuple[T | None, BaseException | None]] = []
+        cancelled = False
+
+        def settle(result: T | None, error: BaseException | None) -> None:
+            if not outcome:
+                outcome.append((result, error))
+                settled.set()
+
+        def ready(value: T) -> None:
+            token.run_sync_soon(settle, value, None)
+
+        def job() -> T | None:
+            if cancelled:
+                return None  # cancelled while it waited for a thread
+            return func(ready)
+
+        async def run() -> None:
+            try:
+                result = await anyio.to_thread.run_sync(job, limiter=self.limiter)
+            except trio.Cancelled:
+                raise  # the whole run is ending
+            except BaseException as exc:
+                if outcome:
+                    logger.debug("a WSGI worker failed after its response streamed", exc_info=True)
+                settle(None, exc)
+            else:
+                settle(result, None)
+
+        trio.lowlevel.spawn_system_task(run)
+        try:
+            await settled.wait()
+        except BaseException:
+            cancelled = True
+            raise
+        result, error = outcome[0]
+        if error is not None:
+            raise error
+        return result  # type: ignore[return-value]
+
     def spawn(self, func: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], object]:
         import trio  # noqa: PLC0415 - optional: the only other backend anyio runs on
 
@@ -138,7 +184,7 @@ class AsyncioWorkers(Workers):
     async def run(self, func: Callable[[], T]) -> T:
         return await asyncio.wrap_future(self.pool.submit(func), loop=self.loop)
 
-    async def run_until_ready(self, func: Callable[[Ready[T] | None], T]) -> T:
+    async def run_until_ready(self, func: Callable[[Ready[T]], T]) -> T:
         # One wake-up of the loop either way: ready() or the end of func, whichever
         # comes first, resolves the waiter. No concurrent future (its condition
         # variable, taken three times, costs microseconds on both sides of the hop).

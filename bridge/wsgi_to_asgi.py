@@ -193,7 +193,7 @@ class WsgiToAsgi:
                     exchange.add_content_length(environ["REQUEST_METHOD"], sum(map(len, chunks)))
                 await exchange.send_chunks(chunks, more_body=False)
             else:
-                await exchange.stream(chunks)
+                await exchange.stream()
         except ClientDisconnected as exc:
             logger.debug("client disconnected: %s", exc)
             return
@@ -482,11 +482,11 @@ class _Exchange:
 
     # -- the worker's side --------------------------------------------------------------
 
-    def work(self, ready: Callable[[tuple[list[bytes], bool]], None] | None) -> tuple[list[bytes], bool]:
+    def work(self, ready: Callable[[tuple[list[bytes], bool]], None]) -> tuple[list[bytes], bool]:
         """A worker's share of the request: call the app and return the chunks to send
         first, and whether the response is finished (see :meth:`run_app`).
 
-        When the response streams and ``ready`` is given, the first chunks go into
+        When the response streams, the first chunks go into
         ``out`` instead, ``ready`` tells the loop, and this same call goes on producing
         the rest into ``out`` (:meth:`stream_rest`): one trip to a worker thread and one
         back to start streaming, rather than two of each.
@@ -499,9 +499,9 @@ class _Exchange:
                 # loop sees it, the worker is done with the request.
                 self.out.close()
 
-    def _work(self, ready: Callable[[tuple[list[bytes], bool]], None] | None) -> tuple[list[bytes], bool]:
+    def _work(self, ready: Callable[[tuple[list[bytes], bool]], None]) -> tuple[list[bytes], bool]:
         chunks, finished = self.run_app()
-        if finished or ready is None:
+        if finished:
             return chunks, finished
         out = self.out = Handoff(_OUT_BUFFER, self.workers.loop_ref)
         for chunk in chunks:
@@ -519,15 +519,6 @@ class _Exchange:
             out.wait_taken_in_thread(self._should_stop)
         self.stream_rest()
         return [], False  # nobody waits for it: ready() went first
-
-    def produce_rest(self) -> None:
-        """The worker's second step, for workers that have no ``ready``: the first
-        step returned with the first chunks, and the loop has created ``out``."""
-        try:
-            self.context.run(self.in_worker, self.stream_rest)
-        finally:
-            assert self.out is not None
-            self.out.close()  # as in work(): after in_worker
 
     def in_worker(self, func: Callable[[], _T]) -> _T:
         """Run one of the worker steps below, keeping track of who may close the iterable."""
@@ -818,34 +809,13 @@ class _Exchange:
     async def _start_body(self) -> None:
         self.receiver.start_body()
 
-    async def stream(self, first: list[bytes]) -> None:
-        """Send a streaming response: the first chunks, then the rest as a worker
-        produces it; returns once that worker is done with the request."""
+    async def stream(self) -> None:
+        """Send a streaming response as the worker produces it into ``out``, its first
+        chunks included; returns once that worker is done with the request."""
         self.receiver.start_watching()
-        out = self.out
-        if out is not None:
-            # The worker that found the first chunks put them in ``out``, and goes on.
-            await self._send_stream(out)
-        else:
-            # It returned with them (workers without ready()): send them, then start a
-            # worker on the rest, with a task beside it that sends.
-            await self.send_chunks(first, more_body=True)
-            out = self.out = Handoff(_OUT_BUFFER, self.workers.loop_ref)
-            done = anyio.Event()
-
-            async def sender() -> None:
-                try:
-                    await self._send_stream(out)
-                finally:
-                    done.set()
-
-            stop_sender = self.workers.spawn(sender)
-            try:
-                await self.workers.run(self.produce_rest)
-                await done.wait()
-            finally:
-                if not done.is_set():
-                    stop_sender()
+        # The worker that found the first chunks put them in ``out``, and goes on.
+        assert self.out is not None
+        await self._send_stream(self.out)
         error = self.stream_error if self.stream_error is not None else self.send_error
         if error is not None:
             self.stream_error = self.send_error = None  # no cycle through the traceback

@@ -1885,3 +1885,43 @@ async def test_bad_request_content_length_gives_400(value: bytes) -> None:
     result = await request(WsgiToAsgi(app), headers=[(b"host", b"t"), (b"content-length", value)])
     assert result.status == 400
     assert called == []
+
+
+class _ThreadRecordingBody:
+    """A streamed body that notes the thread of each step, as Django's request_finished
+    (run from close()) closes the database connection of the thread it runs on."""
+
+    def __init__(self, seen: list[tuple[str, int]], chunks: int) -> None:
+        self.seen = seen
+        self.left = chunks
+
+    def __iter__(self) -> _ThreadRecordingBody:
+        return self
+
+    def __next__(self) -> bytes:
+        self.seen.append(("next", threading.get_ident()))
+        if not self.left:
+            raise StopIteration
+        self.left -= 1
+        return b"x" * 100_000
+
+    def close(self) -> None:
+        self.seen.append(("close", threading.get_ident()))
+
+
+@pytest.mark.parametrize("chunks", [1, 3, 40])
+async def test_a_request_runs_on_one_thread_from_call_to_close(chunks: int) -> None:
+    seen: list[tuple[str, int]] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> _ThreadRecordingBody:
+        seen.append(("call", threading.get_ident()))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return _ThreadRecordingBody(seen, chunks)
+
+    adapter = WsgiToAsgi(app, max_threads=8)
+    for _ in range(10):
+        seen.clear()
+        result = await request(adapter, "/")
+        assert result.body == b"x" * 100_000 * chunks
+        assert seen[0][0] == "call" and seen[-1][0] == "close"
+        assert len({thread for _, thread in seen}) == 1, seen
