@@ -274,17 +274,15 @@ class _Recorder:
         self.outcome = Outcome(probe)
         self.count = 0
 
-    def add(self, rule: str, message: str) -> None:
-        finding = Finding(rule, self.probe, message)
+    def add(self, rule: str, message: str, probe: str = "") -> None:
+        finding = Finding(rule, probe or self.probe, message)
         if finding not in self.report.findings:
             self.report.findings.append(finding)
             self.count += 1
 
     def failed(self, exc: BaseException) -> None:
         if isinstance(exc, LifespanError):
-            finding = Finding("lifespan", "lifespan", str(exc))
-            if finding not in self.report.findings:
-                self.report.findings.append(finding)
+            self.add("lifespan", str(exc), probe="lifespan")  # once, not once per probe
             return
         if isinstance(exc, BridgeError):
             if not self.count:
@@ -492,13 +490,9 @@ def _drive_wsgi(app: AsgiToWsgi, probe: Probe, recorder: _Recorder, timeout: flo
     environ["wsgi.input"] = io.BytesIO(probe.body)
     if probe.chunked:
         environ["wsgi.input_terminated"] = True
-    content_length: list[int | None] = [None]
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None) -> Any:
-        recorder.outcome.status = int(status[:3])
-        for name, value in headers:
-            if name.lower() == "content-length":
-                content_length[0] = int(value)
+        recorder.outcome.status = int(status[:3])  # the inspector checks the rest
         return lambda data: None
 
     def run() -> None:
