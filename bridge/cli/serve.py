@@ -329,14 +329,7 @@ def _run_werkzeug(app: Any, sock: socket.socket, options: ServeOptions) -> None:
     server = Server(host, 0, app, fd=sock.fileno())
     logging.getLogger("werkzeug").setLevel(_level(options.log_level))
     logger.warning("werkzeug's server is for development; in production use --server gunicorn or waitress")
-    with _sigterm_as_interrupt():
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.server_close()
-            _close(app)
+    _run_until_stopped(server.serve_forever, server.server_close, app)
 
 
 def _run_waitress(app: Any, sock: socket.socket, options: ServeOptions) -> None:
@@ -347,14 +340,7 @@ def _run_waitress(app: Any, sock: socket.socket, options: ServeOptions) -> None:
         kwargs["threads"] = options.threads
     logging.getLogger("waitress").setLevel(_level(options.log_level))
     server = create_server(app, **kwargs)
-    with _sigterm_as_interrupt():
-        try:
-            server.run()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.close()
-            _close(app)
+    _run_until_stopped(server.run, server.close, app)
 
 
 def _run_gunicorn(app: Any, sock: socket.socket, options: ServeOptions) -> None:
@@ -386,6 +372,18 @@ def _run_gunicorn(app: Any, sock: socket.socket, options: ServeOptions) -> None:
             return app
 
     Gunicorn().run()
+
+
+def _run_until_stopped(run: Callable[[], object], close: Callable[[], object], app: Any) -> None:
+    """A server's own blocking loop, until SIGINT or SIGTERM; then close it and the app."""
+    with _sigterm_as_interrupt():
+        try:
+            run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            close()
+            _close(app)
 
 
 def _dup(sock: socket.socket) -> int:
