@@ -35,7 +35,7 @@ from .errors import (
     LifespanError,
     ResponseError,
 )
-from .http import decode_asgi_headers, parse_asgi_status, parse_content_length
+from .http import DEFAULT_PRELOAD_BODY, decode_asgi_headers, parse_asgi_status, parse_content_length
 from .lifespan import Lifespan
 from .loop_thread import LoopThread
 
@@ -87,7 +87,7 @@ class AsgiToWsgi:
         shutdown_timeout: float = 30.0,
         disconnect_grace: float = 1.0,
         max_buffer: int = 256 * 1024,
-        preload_body: int = 1024 * 1024,
+        preload_body: int = DEFAULT_PRELOAD_BODY,
     ) -> None:
         if lifespan not in ("auto", "on", "off"):
             raise ValueError(f"lifespan must be 'auto', 'on' or 'off', got {lifespan!r}")

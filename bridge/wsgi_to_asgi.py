@@ -37,7 +37,7 @@ from ._types import Environ, ExcInfo, Receive, Scope, Send, WriteCallable, WSGIA
 from .environ import DEFAULT_MAX_DUPLICATE_HEADERS, build_environ
 from .errors import AppExitError, BadRequestError, ClientDisconnected, InvalidScopeError, ResponseError
 from .handoff import Closed, Handoff
-from .http import encode_response_headers, parse_content_length, parse_status
+from .http import DEFAULT_PRELOAD_BODY, encode_response_headers, parse_content_length, parse_status
 from .workers import AnyioWorkers, AsyncioWorkers, Workers, is_cancellation
 from .wsgi_streams import ErrorStream, StreamingInput
 
@@ -79,6 +79,10 @@ class WsgiToAsgi:
         with 400 Bad Request.
     :param on_startup: callables run in a worker thread on ASGI lifespan startup.
     :param on_shutdown: callables run in a worker thread on ASGI lifespan shutdown.
+    :param preload_body: request bodies of at most this many bytes, with a known
+        length, are read in the event loop before the app gets a thread (no thread
+        waits on a slow upload, no hop per chunk); larger and chunked bodies stream
+        to ``wsgi.input`` as the app reads. ``0`` streams every body.
     """
 
     def __init__(
@@ -90,17 +94,21 @@ class WsgiToAsgi:
         max_duplicate_headers: int = DEFAULT_MAX_DUPLICATE_HEADERS,
         on_startup: Sequence[Callable[[], object]] = (),
         on_shutdown: Sequence[Callable[[], object]] = (),
+        preload_body: int = DEFAULT_PRELOAD_BODY,
     ) -> None:
         if max_threads < 1:
             raise ValueError(f"max_threads must be at least 1, got {max_threads}")
         if max_duplicate_headers < 1:
             raise ValueError(f"max_duplicate_headers must be at least 1, got {max_duplicate_headers}")
+        if preload_body < 0:
+            raise ValueError(f"preload_body must be 0 or more, got {preload_body}")
         self.wsgi_app = wsgi_app
         self.max_threads = max_threads
         self.strict = strict
         self.max_duplicate_headers = max_duplicate_headers
         self.on_startup = tuple(on_startup)
         self.on_shutdown = tuple(on_shutdown)
+        self.preload_body = preload_body
         # Workers per event loop: anyio's primitives belong to the loop that made them.
         self._workers: anyio.lowlevel.RunVar[Workers] = anyio.lowlevel.RunVar(
             f"bridge.WsgiToAsgi.workers.{id(self):x}"
@@ -169,7 +177,13 @@ class WsgiToAsgi:
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
         if more_body and limit is not None:
-            if len(body) >= limit:
+            if len(body) < limit <= self.preload_body:
+                preloaded = await _read_known_length(receive, body, limit)
+                if preloaded is None:
+                    logger.debug("client disconnected during its upload; the app was not run")
+                    return
+                body, more_body = preloaded, False
+            elif len(body) >= limit:
                 more_body = False  # the declared length is here; ignore anything beyond
             remaining = limit - len(body)
         else:
@@ -237,6 +251,30 @@ class WsgiToAsgi:
             await send({"type": f"lifespan.{phase}.complete"})
             if phase == "shutdown":
                 return
+
+
+async def _read_known_length(receive: Receive, first: bytes, length: int) -> bytes | None:
+    """The rest of a body of known length, read in the loop; None if the client left.
+
+    Stops at ``length`` bytes or the end of the body, whichever comes first; bytes
+    beyond the declared length are never given to the app.
+    """
+    parts = [first]
+    received = len(first)
+    while received < length:
+        message = await receive()
+        kind = message.get("type")
+        if kind == "http.disconnect":
+            return None
+        if kind != "http.request":
+            raise InvalidScopeError(f"expected http.request or http.disconnect from receive(), got {kind!r}")
+        chunk = message.get("body", b"")
+        if chunk:
+            parts.append(chunk)
+            received += len(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(parts)
 
 
 class _Receiver:

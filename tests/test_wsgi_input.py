@@ -1,13 +1,16 @@
 """``wsgi.input`` through WsgiToAsgi: the request body as the WSGI app sees it.
 
-Bodies arrive either whole (one ``http.request``, the in-memory path) or split over
-several messages (the streaming path, pulled from the worker thread on demand); every
-reading method must behave the same on both, and like ``io.BytesIO``.
+Bodies arrive either whole (one ``http.request``, the in-memory path), split over
+several messages with a known length up to ``preload_body`` (read in the loop before
+the app runs: the in-memory path again), or split without a length or beyond
+``preload_body`` (the streaming path, pulled from the worker thread on demand); every
+reading method must behave the same on all of them, and like ``io.BytesIO``.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import random
 import threading
 import time
@@ -18,6 +21,7 @@ import pytest
 
 import bridge
 from bridge import WsgiToAsgi
+from bridge.http import DEFAULT_PRELOAD_BODY
 
 from .asgi_driver import Client, http_scope
 from .wsgi_apps import WAIT, scripted_client
@@ -47,6 +51,7 @@ async def run_input(
     *,
     headers: list[tuple[bytes, bytes]] | None = None,
     client: Client | None = None,
+    preload_body: int = DEFAULT_PRELOAD_BODY,
 ) -> Any:
     """Run ``action(environ["wsgi.input"])`` inside a WSGI app; return its result."""
     results: list[Any] = []
@@ -61,7 +66,8 @@ async def run_input(
 
     client = client if client is not None else Client(parts)
     hdrs = [(b"host", b"testserver"), *(headers or [])]
-    await client.run(WsgiToAsgi(app), http_scope("/upload", method="POST", headers=hdrs), timeout=WAIT)
+    adapter = WsgiToAsgi(app, preload_body=preload_body)
+    await client.run(adapter, http_scope("/upload", method="POST", headers=hdrs), timeout=WAIT)
     assert len(results) == 1
     kind, value = results[0]
     if kind == "error":
@@ -178,47 +184,53 @@ async def test_empty_body(parts: list[bytes]) -> None:
     assert_exact_bytes(result[:4])
 
 
+# A known length takes the in-memory path up to ``preload_body``, the streaming path past it.
+PRELOAD = [pytest.param(DEFAULT_PRELOAD_BODY, id="preloaded"), pytest.param(0, id="streamed")]
+
+
+@pytest.mark.parametrize("preload", PRELOAD)
 @pytest.mark.parametrize("split", SPLITS)
-async def test_never_reads_past_content_length(split: str) -> None:
+async def test_never_reads_past_content_length(split: str, preload: int) -> None:
     body = b"0123456789abcdef"
     result = await run_input(
         lambda f: [f.read(), f.read(), f.readline()],
         splits(body)[split],
         headers=[(b"content-length", b"10")],
+        preload_body=preload,
     )
     assert result == [b"0123456789", b"", b""]
 
 
+@pytest.mark.parametrize("preload", PRELOAD)
 @pytest.mark.parametrize("split", SPLITS)
-async def test_content_length_caps_every_method(split: str) -> None:
+async def test_content_length_caps_every_method(split: str, preload: int) -> None:
     body = b"ab\ncd\nef\ngh\n"
     headers = [(b"content-length", b"7")]
-    assert await run_input(lambda f: f.readlines(), splits(body)[split], headers=headers) == [
-        b"ab\n",
-        b"cd\n",
-        b"e",
-    ]
-    assert await run_input(list, splits(body)[split], headers=headers) == [
-        b"ab\n",
-        b"cd\n",
-        b"e",
-    ]
-    assert await run_input(lambda f: [f.read(5), f.read(5)], splits(body)[split], headers=headers) == [
-        b"ab\ncd",
-        b"\ne",
-    ]
+
+    async def run(action: Action) -> Any:
+        return await run_input(action, splits(body)[split], headers=headers, preload_body=preload)
+
+    assert await run(lambda f: f.readlines()) == [b"ab\n", b"cd\n", b"e"]
+    assert await run(list) == [b"ab\n", b"cd\n", b"e"]
+    assert await run(lambda f: [f.read(5), f.read(5)]) == [b"ab\ncd", b"\ne"]
 
 
-async def test_content_length_zero_with_body_reads_nothing() -> None:
-    result = await run_input(lambda f: f.read(), [b"abc", b"def"], headers=[(b"content-length", b"0")])
+@pytest.mark.parametrize("preload", PRELOAD)
+async def test_content_length_zero_with_body_reads_nothing(preload: int) -> None:
+    result = await run_input(
+        lambda f: f.read(), [b"abc", b"def"], headers=[(b"content-length", b"0")], preload_body=preload
+    )
     assert result == b""
 
 
-async def test_stream_stops_pulling_at_content_length() -> None:
+@pytest.mark.parametrize("preload", PRELOAD)
+async def test_stream_stops_pulling_at_content_length(preload: int) -> None:
     # The server keeps offering messages past Content-Length; once the declared length
     # has arrived the adapter stops calling receive() for the body.
     client = Client([b"abc", b"def", b"never", b"more"])
-    result = await run_input(lambda f: f.read(), [], headers=[(b"content-length", b"6")], client=client)
+    result = await run_input(
+        lambda f: f.read(), [], headers=[(b"content-length", b"6")], client=client, preload_body=preload
+    )
     assert result == b"abcdef"
     assert len(client.pending) == 2
 
@@ -280,7 +292,16 @@ async def test_random_operations_behave_like_bytesio() -> None:
 # ---------------------------------------------------------------------------------------
 
 
-async def test_app_sees_first_bytes_before_the_rest_is_sent() -> None:
+@pytest.mark.parametrize(
+    ("headers", "preload"),
+    [
+        pytest.param([], DEFAULT_PRELOAD_BODY, id="no-length"),
+        pytest.param([(b"content-length", b"10")], 9, id="length-past-preload_body"),
+    ],
+)
+async def test_app_sees_first_bytes_before_the_rest_is_sent(
+    headers: list[tuple[bytes, bytes]], preload: int
+) -> None:
     first_read = threading.Event()
     waited: list[bool] = []
 
@@ -316,7 +337,8 @@ async def test_app_sees_first_bytes_before_the_rest_is_sent() -> None:
         sent.append(message)
 
     with anyio.fail_after(WAIT):
-        await WsgiToAsgi(app)(http_scope(method="POST"), receive, send)
+        adapter = WsgiToAsgi(app, preload_body=preload)
+        await adapter(http_scope(method="POST", headers=[(b"host", b"t"), *headers]), receive, send)
     assert waited == [True]
     assert results == [[b"first", b" rest"]]
     assert sent[-1]["more_body"] is False
@@ -469,3 +491,112 @@ async def test_unknown_message_during_body_raises() -> None:
     )
     with pytest.raises(bridge.InvalidScopeError):
         await run_input(lambda f: f.read(), [], client=client)
+
+
+# ---------------------------------------------------------------------------------------
+# A body of known length up to preload_body: read in the loop before the app runs
+# ---------------------------------------------------------------------------------------
+
+
+def length(size: int) -> list[tuple[bytes, bytes]]:
+    return [(b"content-length", str(size).encode())]
+
+
+async def test_known_length_body_is_read_whole_before_the_app_runs() -> None:
+    parts = [b"a" * 1000, b"b" * 1000, b"c" * 1000]
+    client = Client(parts)
+    seen: list[Any] = []
+
+    def action(f: Any) -> bytes:
+        seen.append((type(f), client.receive_calls))
+        return f.read()  # type: ignore[no-any-return]
+
+    assert await run_input(action, [], headers=length(3000), client=client) == b"".join(parts)
+    # All three messages were taken before the app ran, and the app reads from memory.
+    assert seen == [(io.BytesIO, 3)]
+
+
+async def test_body_longer_than_preload_body_streams() -> None:
+    client = Client([b"abc", b"def"])
+    seen: list[int] = []
+
+    def action(f: Any) -> bytes:
+        seen.append(client.receive_calls)
+        return f.read()  # type: ignore[no-any-return]
+
+    assert await run_input(action, [], headers=length(6), client=client, preload_body=5) == b"abcdef"
+    assert seen == [1]  # the app started after the first message only
+
+
+@pytest.mark.parametrize("preload", PRELOAD)
+async def test_body_shorter_than_its_length_gives_what_came(preload: int) -> None:
+    # A server that ends the body early (it should not): the app gets what arrived.
+    result = await run_input(
+        lambda f: [f.read(), f.read()], [b"abc", b"de"], headers=length(10), preload_body=preload
+    )
+    assert result == [b"abcde", b""]
+
+
+async def test_disconnect_during_preload_never_runs_the_app(caplog: pytest.LogCaptureFixture) -> None:
+    called: list[int] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:  # pragma: no cover
+        called.append(1)
+        start_response("200 OK", [])
+        return [b"never"]
+
+    client = leaving_client(b"partial ", b"upload")
+    scope = http_scope(method="POST", headers=[(b"host", b"t"), *length(100)])
+    with caplog.at_level(logging.DEBUG, logger="bridge.wsgi_to_asgi"):
+        await client.run(WsgiToAsgi(app), scope, timeout=WAIT)
+    assert called == []
+    assert client.exchange.messages == []
+    assert "client disconnected during its upload" in caplog.text
+
+
+async def test_unknown_message_during_preload_raises() -> None:
+    client = scripted_client(
+        [{"type": "http.request", "body": b"abc", "more_body": True}, {"type": "lifespan.startup"}]
+    )
+    with pytest.raises(bridge.InvalidScopeError, match=r"lifespan\.startup"):
+        await run_input(lambda f: f.read(), [], client=client, headers=length(10))
+
+
+async def test_a_slow_upload_holds_no_thread() -> None:
+    # With one thread, a request whose upload is still coming in does not keep a
+    # second request from being served: the body is awaited in the loop, not a thread.
+    more = anyio.Event()
+
+    async def slow_receive() -> Any:
+        if not started:
+            started.append(1)
+            return {"type": "http.request", "body": b"half", "more_body": True}
+        if len(started) == 1:
+            started.append(2)
+            await more.wait()
+            return {"type": "http.request", "body": b"-rest", "more_body": False}
+        await anyio.sleep_forever()
+
+    started: list[int] = []
+    slow_sent: list[Any] = []
+
+    async def slow_send(message: Any) -> None:
+        slow_sent.append(message)
+
+    def echo(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        body = environ["wsgi.input"].read()
+        start_response("200 OK", [])
+        return [body]
+
+    adapter = WsgiToAsgi(echo, max_threads=1)
+    post = http_scope(method="POST", headers=[(b"host", b"t"), *length(9)])
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(adapter, post, slow_receive, slow_send)
+            while len(started) < 2:
+                await anyio.sleep(0.001)
+            fast = await Client([b"quick"]).run(adapter, http_scope(method="POST"))
+            assert fast.body == b"quick"
+            assert slow_sent == []
+            more.set()
+    assert slow_sent[-1]["body"] == b"half-rest"

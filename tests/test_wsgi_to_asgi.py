@@ -98,6 +98,8 @@ def test_constructor_validates_arguments() -> None:
         WsgiToAsgi(app_returning([]), max_threads=0)
     with pytest.raises(ValueError):
         WsgiToAsgi(app_returning([]), max_duplicate_headers=0)
+    with pytest.raises(ValueError, match="preload_body"):
+        WsgiToAsgi(app_returning([]), preload_body=-1)
 
 
 # ---------------------------------------------------------------------------------------

@@ -151,6 +151,35 @@ def test_client_leaving_mid_upload_raises_oserror_in_the_app(server: Server, how
         assert client.get("/health").text == "ok"
 
 
+@pytest.mark.parametrize("how", ["fin", "rst"])
+def test_client_leaving_a_preloaded_upload_never_reaches_the_app(server: Server, how: str) -> None:
+    """A body with a length up to preload_body (1 MiB) is read before the app gets a
+    thread: a client that leaves halfway never reaches the app (which therefore never
+    sees a truncated body) and holds no thread meanwhile (two threads only)."""
+    tokens = [uuid.uuid4().hex for _ in range(3)]
+    for token in tokens:
+        sock = server.connect()
+        sock.sendall(
+            request_bytes(
+                "POST",
+                f"/upload?token={token}",
+                host=f"127.0.0.1:{server.port}",
+                headers=[("Content-Length", str(512 * 1024))],
+            )
+            + b"u" * (128 * 1024)
+        )
+        time.sleep(0.2)  # the server has the head and part of the body
+        drop(sock, how)
+    time.sleep(0.3)  # time for a wrongly started app to record its progress
+    with server.client() as client:
+        for token in tokens:
+            assert client.get("/upload-status", params={"token": token}).json()["outcome"] is None
+        assert client.get("/sleep", params={"s": "0"}).status_code == 200
+        # The same route does run for a complete upload.
+        done = client.post("/upload", content=b"u" * (512 * 1024))
+        assert done.status_code == 200
+
+
 def test_client_leaving_before_the_response_starts(server: Server) -> None:
     """Clients that leave while the app is still working: the response then goes
     nowhere, quietly, and the threads come back (checked by FORBIDDEN_IN_LOG and by

@@ -42,8 +42,10 @@ def open_stream_with_body(server: Server, token: str, kind: str) -> socket.socke
             + b"5\r\nhello\r\n"
         )
     else:
-        # A complete body, larger than any first http.request message, left unread.
-        body = b"x" * (1024 * 1024)
+        # A complete body, larger than any first http.request message, left unread:
+        # "unread-256KiB" is read before the app runs (up to preload_body),
+        # "unread-2MiB" streams and sits unread behind wsgi.input.
+        body = b"x" * (256 * 1024 if kind == "unread-256KiB" else 2 * 1024 * 1024)
         head = request_bytes(
             "POST", f"/endless?token={token}", host=host, headers=[("Content-Length", str(len(body)))]
         )
@@ -59,7 +61,18 @@ def _send_quietly(sock: socket.socket, data: bytes) -> None:
         sock.sendall(data)
 
 
-@pytest.mark.parametrize("body", ["unread-1MiB", "unfinished-chunked"])
+# Known limit: past about 1 MiB unread, the bridge stops taking the body in (memory
+# stays bounded), so it no longer calls receive() and cannot see the disconnect
+# behind the body; uvicorn and hypercorn keep send() silent then (spec < 2.4).
+_OVER_WATCH_BUFFER = pytest.mark.xfail(
+    strict=True,
+    reason="an unread body past the 1 MiB watch buffer hides a later disconnect on spec < 2.4 servers",
+)
+
+
+@pytest.mark.parametrize(
+    "body", ["unread-256KiB", pytest.param("unread-2MiB", marks=_OVER_WATCH_BUFFER), "unfinished-chunked"]
+)
 def test_dropped_stream_with_unread_request_body_is_closed(server: Server, body: str) -> None:
     """Like 7c, but the app streams without reading the request body. The bridge
     must still notice the client leaving (ASGI servers < 2.4 only say so through
