@@ -98,16 +98,16 @@ class Baseline:
         self.pool = ThreadPoolExecutor(40, thread_name_prefix="baseline")
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = b""
+        parts = []
         while True:
             message = await receive()
-            body += message.get("body", b"")
+            parts.append(message.get("body", b""))
             if not message.get("more_body"):
                 break
         environ = {
             "REQUEST_METHOD": scope["method"],
             "PATH_INFO": scope["path"],
-            "wsgi.input": io.BytesIO(body),
+            "wsgi.input": io.BytesIO(b"".join(parts)),
         }
         status_headers: list[Any] = []
 
