@@ -11,7 +11,13 @@ from .harness import ScenarioResult, SubjectResult, ordered
 
 __all__ = ["failures", "hop_check", "markdown", "targets", "write_json", "write_png"]
 
-_COLORS = {"bridge": "#1f6feb", "a2wsgi": "#f08c00", "asgiref": "#2f9e44", "baseline": "#868e96"}
+_COLORS = {
+    "bridge": "#1f6feb",
+    "a2wsgi": "#f08c00",
+    "asgiref": "#2f9e44",
+    "baseline": "#868e96",
+    "native": "#7048e8",
+}
 
 
 # -- Markdown ------------------------------------------------------------------------------
@@ -103,17 +109,23 @@ def _server_table(direction: str, scenarios: list[ScenarioResult]) -> list[str]:
         f"Median over {first.rounds} rounds ({first.per_round}); in parentheses, the ratio to "
         f"the native reference ({native_label}) per round, then median.",
         "",
-        f"| {app} app served by | bridge | a2wsgi | bridge vs a2wsgi (per round, median) |",
-        "|---|---|---|---|",
+        f"| {app} app served by | bridge | a2wsgi | one-hop baseline | bridge vs a2wsgi "
+        "(per round, median) | bridge vs baseline |",
+        "|---|---|---|---|---|---|",
     ]
     for scenario in scenarios:
         cells = []
-        for name in ("bridge", "a2wsgi"):
+        for name in ("bridge", "a2wsgi", "baseline"):
             result = scenario.subjects.get(name)
             cells.append(_server_cell(result))
-        label = scenario.subjects["bridge"].extra.get("server", scenario.title)
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {_speedup(scenario.speedup)} |")
-    lines.append(f"| native: {native_label} | {_server_cell(native)} | | |")
+        bridge = scenario.subjects["bridge"]
+        to_floor = bridge.extra.get("vs_baseline_median")
+        floor_cell = f"{to_floor:.2f}x" if to_floor is not None else "—"
+        label = bridge.extra.get("server", scenario.title)
+        lines.append(
+            f"| {label} | " + " | ".join(cells) + f" | {_speedup(scenario.speedup)} | {floor_cell} |"
+        )
+    lines.append(f"| native: {native_label} | {_server_cell(native)} | | | | |")
     return lines
 
 
@@ -340,7 +352,9 @@ def _short(direction: str) -> str:
 
 
 def _panel(ax: Any, kind: str, scenarios: list[ScenarioResult]) -> None:
-    names = ["bridge", "a2wsgi", "asgiref", "native"] if kind == "server" else ["bridge", "a2wsgi", "asgiref"]
+    names = (
+        ["bridge", "a2wsgi", "baseline", "native"] if kind == "server" else ["bridge", "a2wsgi", "asgiref"]
+    )
     present = [n for n in names if any(n in s.subjects for s in scenarios)]
     width = 0.8 / max(1, len(present))
     labels = [
@@ -364,7 +378,7 @@ def _panel(ax: Any, kind: str, scenarios: list[ScenarioResult]) -> None:
                 texts.append(f"{value / 1000:.1f}k")
             else:
                 texts.append(f"{value:.1f}x")
-        label = name
+        label = "one-hop baseline" if name == "baseline" else name
         if name == "native":
             natives = dict.fromkeys(
                 ("WSGI" if s.direction == "WSGI to ASGI" else "ASGI")

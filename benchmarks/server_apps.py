@@ -1,8 +1,10 @@
 """The hello apps the server tier serves, importable as ``benchmarks.server_apps:NAME``.
 
-``wsgi_hello`` and ``asgi_hello`` are the native apps; ``w2a_bridge``, ``w2a_a2wsgi``
-(ASGI apps, for uvicorn) and ``a2w_bridge``, ``a2w_a2wsgi`` (WSGI apps, for gunicorn and
-waitress) wrap them. The wrapped ones are built on first access, in the server process
+``wsgi_hello`` and ``asgi_hello`` are the native apps; ``w2a_bridge``, ``w2a_a2wsgi``,
+``w2a_baseline`` (ASGI apps, for uvicorn) and ``a2w_bridge``, ``a2w_a2wsgi``,
+``a2w_baseline`` (WSGI apps, for gunicorn and waitress) wrap them. The baselines are the
+in-process tier's no-adapter floors: one ``run_in_executor`` hop, one
+``run_coroutine_threadsafe`` round trip. The wrapped ones are built on first access, in the server process
 that imports them (after gunicorn's fork: no loop thread is started in the master).
 """
 
@@ -44,6 +46,18 @@ async def asgi_hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send(dict(_ASGI_BODY))
 
 
+def _with_lifespan(app: Callable[..., Any]) -> Callable[..., Any]:
+    """An ASGI app that answers the lifespan itself and hands HTTP to ``app``."""
+
+    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await answer_lifespan(receive, send)
+        else:
+            await app(scope, receive, send)
+
+    return wrapped
+
+
 def _build(name: str) -> Any:
     if name == "w2a_bridge":
         from bridge import WsgiToAsgi
@@ -57,6 +71,14 @@ def _build(name: str) -> Any:
         from bridge import AsgiToWsgi
 
         return AsgiToWsgi(asgi_hello)
+    if name == "w2a_baseline":
+        from .scenarios_w2a import Baseline as W2ABaseline
+
+        return _with_lifespan(W2ABaseline(wsgi_hello))
+    if name == "a2w_baseline":
+        from .scenarios_a2w import Baseline as A2WBaseline
+
+        return A2WBaseline(asgi_hello)
     if name == "a2w_a2wsgi":
         from a2wsgi import ASGIMiddleware
 

@@ -5,6 +5,8 @@
   app on gunicorn gthread.
 * ASGI app (``server_apps.asgi_hello``) through bridge and a2wsgi on gunicorn gthread and
   on waitress; native reference: the ASGI app on uvicorn (httptools, asyncio).
+* On every server, also the no-adapter baseline of the in-process tier (one executor hop;
+  one ``run_coroutine_threadsafe`` round trip): the floor of an adapter that hops once.
 
 gunicorn runs one worker with 8 threads and waitress 8 threads, so every server is one
 process: the figures compare adapters, not process counts. All servers start at once,
@@ -130,6 +132,7 @@ def _w2a(server_id: str, label: str, argv: Callable[[str, int], list[str]]) -> R
         {
             "bridge": Server(f"bridge@{server_id}", label, _APPS + "w2a_bridge", argv),
             "a2wsgi": Server(f"a2wsgi@{server_id}", label, _APPS + "w2a_a2wsgi", argv),
+            "baseline": Server(f"baseline@{server_id}", label, _APPS + "w2a_baseline", argv),
             "native": W2A_NATIVE,
         },
     )
@@ -143,6 +146,7 @@ def _a2w(server_id: str, label: str, argv: Callable[[str, int], list[str]]) -> R
         {
             "bridge": Server(f"bridge@{server_id}", label, _APPS + "a2w_bridge", argv),
             "a2wsgi": Server(f"a2wsgi@{server_id}", label, _APPS + "a2w_a2wsgi", argv),
+            "baseline": Server(f"baseline@{server_id}", label, _APPS + "a2w_baseline", argv),
             "native": A2W_NATIVE,
         },
     )
@@ -414,6 +418,12 @@ def _row_result(
     speedups: list[float] = []
     ours, theirs = samples.get(row.subjects["bridge"].key, []), samples.get(row.subjects["a2wsgi"].key, [])
     speedups = [a["rps"] / b["rps"] for a, b in zip(ours, theirs) if b["rps"]]
+    floor = samples.get(row.subjects["baseline"].key, [])
+    if ours and floor and "bridge" in subjects:
+        # bridge against the one-hop floor on the same server, per round
+        to_floor = [a["rps"] / b["rps"] for a, b in zip(ours, floor) if b["rps"]]
+        subjects["bridge"].extra["vs_baseline"] = to_floor
+        subjects["bridge"].extra["vs_baseline_median"] = statistics.median(to_floor) if to_floor else None
     native_server = row.subjects["native"]
     return ScenarioResult(
         id=row.id,
