@@ -522,6 +522,8 @@ class _Call:
 
     def finish(self) -> None:
         """The WSGI server is done with this request: body reads get a disconnect."""
+        if self.body.stream is None:
+            return  # the body was handed over whole: no read can be pending or come
         with self.lock:
             self.wsgi_done = True
             while True:
