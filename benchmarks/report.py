@@ -411,6 +411,6 @@ def _panel(ax: Any, kind: str, scenarios: list[ScenarioResult]) -> None:
         ax.set_title("In-process: peak memory", fontsize=10)
     else:
         ax.set_ylabel("req/s (higher is better)")
-        ax.set_title("Servers: hello req/s, native reference in grey", fontsize=10)
+        ax.set_title("Servers: hello req/s (native reference in purple)", fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(axis="y", alpha=0.3)
