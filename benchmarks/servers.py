@@ -124,39 +124,21 @@ A2W_NATIVE = Server(
 )
 
 
-def _w2a(server_id: str, label: str, argv: Callable[[str, int], list[str]]) -> Row:
-    return Row(
-        f"server.w2a.{server_id}",
-        "WSGI to ASGI",
-        f"hello on {label}",
-        {
-            "bridge": Server(f"bridge@{server_id}", label, _APPS + "w2a_bridge", argv),
-            "a2wsgi": Server(f"a2wsgi@{server_id}", label, _APPS + "w2a_a2wsgi", argv),
-            "baseline": Server(f"baseline@{server_id}", label, _APPS + "w2a_baseline", argv),
-            "native": W2A_NATIVE,
-        },
-    )
-
-
-def _a2w(server_id: str, label: str, argv: Callable[[str, int], list[str]]) -> Row:
-    return Row(
-        f"server.a2w.{server_id}",
-        "ASGI to WSGI",
-        f"hello on {label}",
-        {
-            "bridge": Server(f"bridge@{server_id}", label, _APPS + "a2w_bridge", argv),
-            "a2wsgi": Server(f"a2wsgi@{server_id}", label, _APPS + "a2w_a2wsgi", argv),
-            "baseline": Server(f"baseline@{server_id}", label, _APPS + "a2w_baseline", argv),
-            "native": A2W_NATIVE,
-        },
-    )
+def _row(kind: str, server_id: str, label: str, argv: Callable[[str, int], list[str]]) -> Row:
+    """One server's row: bridge, a2wsgi and the baseline on it; ``kind`` is "w2a" or "a2w"."""
+    direction, native = ("WSGI to ASGI", W2A_NATIVE) if kind == "w2a" else ("ASGI to WSGI", A2W_NATIVE)
+    subjects = {
+        subject: Server(f"{subject}@{server_id}", label, f"{_APPS}{kind}_{subject}", argv)
+        for subject in ("bridge", "a2wsgi", "baseline")
+    }
+    return Row(f"server.{kind}.{server_id}", direction, f"hello on {label}", {**subjects, "native": native})
 
 
 ROWS = [
-    _w2a("uvicorn-h11", "uvicorn h11", _uvicorn("h11")),
-    _w2a("uvicorn-httptools", "uvicorn httptools", _uvicorn("httptools")),
-    _a2w("gunicorn-gthread", "gunicorn gthread", _gunicorn),
-    _a2w("waitress", "waitress", _waitress),
+    _row("w2a", "uvicorn-h11", "uvicorn h11", _uvicorn("h11")),
+    _row("w2a", "uvicorn-httptools", "uvicorn httptools", _uvicorn("httptools")),
+    _row("a2w", "gunicorn-gthread", "gunicorn gthread", _gunicorn),
+    _row("a2w", "waitress", "waitress", _waitress),
 ]
 
 
