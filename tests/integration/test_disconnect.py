@@ -12,6 +12,7 @@ disconnect shows up as a server that stops answering.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
 from contextlib import ExitStack
@@ -111,6 +112,19 @@ def test_pool_size_is_respected(server: Server) -> None:
     assert elapsed >= 0.75
 
 
+def start_upload(server: Server, token: str, *, length: int, sent: int) -> socket.socket:
+    """POST /upload?token=T announcing ``length`` bytes, of which only ``sent`` go out."""
+    sock = server.connect()
+    head = request_bytes(
+        "POST",
+        f"/upload?token={token}",
+        host=f"127.0.0.1:{server.port}",
+        headers=[("Content-Length", str(length))],
+    )
+    sock.sendall(head + b"u" * sent)
+    return sock
+
+
 @pytest.mark.parametrize("how", ["fin", "rst"])
 def test_client_leaving_mid_upload_raises_oserror_in_the_app(server: Server, how: str) -> None:
     """The app reads a 10 MiB upload; the client leaves after 1 MiB. wsgi.input.read()
@@ -118,16 +132,7 @@ def test_client_leaving_mid_upload_raises_oserror_in_the_app(server: Server, how
     thread is given back (two threads only)."""
     for _ in range(3):  # more rounds than threads: a leaked thread would show
         token = uuid.uuid4().hex
-        sock = server.connect()
-        sock.sendall(
-            request_bytes(
-                "POST",
-                f"/upload?token={token}",
-                host=f"127.0.0.1:{server.port}",
-                headers=[("Content-Length", str(10 * 1024 * 1024))],
-            )
-            + b"u" * (1024 * 1024)
-        )
+        sock = start_upload(server, token, length=10 * 1024 * 1024, sent=1024 * 1024)
         with server.client() as client:
 
             def outcome(token: str = token) -> str:
@@ -158,16 +163,7 @@ def test_client_leaving_a_preloaded_upload_never_reaches_the_app(server: Server,
     sees a truncated body) and holds no thread meanwhile (two threads only)."""
     tokens = [uuid.uuid4().hex for _ in range(3)]
     for token in tokens:
-        sock = server.connect()
-        sock.sendall(
-            request_bytes(
-                "POST",
-                f"/upload?token={token}",
-                host=f"127.0.0.1:{server.port}",
-                headers=[("Content-Length", str(512 * 1024))],
-            )
-            + b"u" * (128 * 1024)
-        )
+        sock = start_upload(server, token, length=512 * 1024, sent=128 * 1024)
         time.sleep(0.2)  # the server has the head and part of the body
         drop(sock, how)
     time.sleep(0.3)  # time for a wrongly started app to record its progress
