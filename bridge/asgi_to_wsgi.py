@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import logging
 import os
 import queue
@@ -35,6 +34,7 @@ from .errors import (
     LifespanError,
     ResponseError,
 )
+from .handoff import LoopRef
 from .http import DEFAULT_PRELOAD_BODY, decode_asgi_headers, parse_asgi_status, parse_content_length
 from .lifespan import Lifespan
 from .loop_thread import LoopThread
@@ -196,10 +196,6 @@ class AsgiToWsgi:
         return call.respond(start_response)
 
 
-async def _set_event(event: anyio.Event) -> None:
-    event.set()
-
-
 class _RequestBody:
     """Reads ``wsgi.input`` for the app's ``receive()``: never past Content-Length,
     to EOF only when the server says the stream ends there (``wsgi.input_terminated``)."""
@@ -244,7 +240,7 @@ class _RequestBody:
             return {"type": "http.request", "body": data, "more_body": False}
         # wsgi.input belongs to the WSGI thread, which waits on our events anyway: ask
         # it to read the next chunk (one wake-up each way, no extra thread).
-        request = _ReadRequest(anyio.Event(), anyio.lowlevel.current_token())
+        request = _ReadRequest(call.loop_ref)
         with call.lock:
             if call.wsgi_done:
                 self.done = True
@@ -278,18 +274,18 @@ class _RequestBody:
 class _ReadRequest:
     """The loop asks the WSGI thread for the next chunk of the request body."""
 
-    __slots__ = ("event", "result", "token")
+    __slots__ = ("event", "loop_ref", "result")
 
-    def __init__(self, event: anyio.Event, token: anyio.lowlevel.EventLoopToken) -> None:
-        self.event = event
-        self.token = token
+    def __init__(self, loop_ref: LoopRef) -> None:
+        self.loop_ref = loop_ref
+        self.event = loop_ref.new_event()
         self.result: tuple[bytes, bool, bool] = (b"", False, True)
 
     def answer(self, result: tuple[bytes, bool, bool]) -> None:
-        """In the WSGI thread: hand the result over and wake the waiting task."""
+        """In the WSGI thread: hand the result over and wake the waiting task (if the
+        loop has ended, nobody waits any more)."""
         self.result = result
-        with contextlib.suppress(Exception):  # the loop is gone: nobody waits any more
-            self.token.backend_class.run_sync_soon(self.event.set, (), self.token.native_token)
+        self.loop_ref.wake(self.event)
 
 
 def _read_exactly(stream: Any, length: int) -> bytes:
@@ -335,6 +331,9 @@ class _Call:
         self.aborted = False  # the WSGI server closed the response early: client gone
         self.task_ended = False  # set on the loop when the app's task is over
         self.asyncio_loop = adapter._loop.asyncio_loop
+        loop_ref = adapter._loop.loop_ref
+        assert loop_ref is not None  # the portal is running
+        self.loop_ref = loop_ref
         # Loop-side events, made only when someone has to wait (most requests don't).
         self.response_done = False
         self.pending_start: tuple[Any, ...] | None = None
@@ -541,10 +540,7 @@ class _Call:
             if event is None or self.buffered > self.limit:
                 return
             self.space = None
-        if self.asyncio_loop is not None:
-            self.asyncio_loop.call_soon_threadsafe(event.set)
-        else:
-            self.portal.start_task_soon(_set_event, event)
+        self.loop_ref.wake(event)
 
     def respond(self, start_response: StartResponse) -> Iterable[bytes]:
         """Wait for the status, headers and first body bytes; then start the response."""
@@ -599,7 +595,7 @@ class _Call:
         """
         try:
             self.spawn(self._abort_then_cancel)
-        except Exception:  # the loop is gone; nothing is left to tell
+        except RuntimeError:  # the loop has ended (asyncio's, or the portal's error)
             return
         if wait:
             self._wait_for_end(self.grace + _CANCEL_WAIT)

@@ -15,13 +15,9 @@ check for a reason to stop (the waits have a way out even if a peer vanishes).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 from collections import deque
 from typing import Awaitable, Callable, Generic, Protocol, TypeVar
-
-import anyio
-import anyio.lowlevel
 
 __all__ = ["Closed", "Handoff", "LoopRef"]
 
@@ -41,36 +37,41 @@ class _Event(Protocol):
 
 
 class LoopRef:
-    """An event loop as a hand-off sees it: its thread, its events, and how to set one
-    from another thread. Made on the loop; usable from any thread (a worker may then
-    create hand-offs)."""
+    """An event loop as the other threads see it: its thread, its events, and how to
+    call into it from any thread. Made on the loop; usable from any thread (a worker
+    may then create hand-offs).
 
-    __slots__ = ("new_event", "thread", "wake")
+    Only the loops' own public calls: asyncio's ``call_soon_threadsafe`` and trio's
+    ``TrioToken.run_sync_soon`` (anyio's ``EventLoopToken.backend_class`` is a hook
+    for backend implementers that older anyio releases lack).
+    """
+
+    __slots__ = ("call_soon", "new_event", "thread")
 
     def __init__(self) -> None:
         self.thread = threading.get_ident()
-        token = anyio.lowlevel.current_token()
-        native = token.native_token
-        self.wake: Callable[[_Event], None]
+        self.call_soon: Callable[..., object]
         self.new_event: Callable[[], _Event]
-        if isinstance(native, asyncio.AbstractEventLoop):
-            # asyncio's own event and call: anyio.Event() and run_sync_soon look up
-            # the running library (sniffio) on every call, microseconds each time.
-            call_soon_threadsafe = native.call_soon_threadsafe
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio: the only other loop anyio runs on is trio's
+            import trio  # noqa: PLC0415 - optional dependency
 
-            def wake(event: _Event) -> None:
-                call_soon_threadsafe(event.set)
-
-            self.wake = wake
-            self.new_event = asyncio.Event
+            self.call_soon = trio.lowlevel.current_trio_token().run_sync_soon
+            self.new_event = trio.Event
         else:
-            run_sync_soon = token.backend_class.run_sync_soon
+            self.call_soon = loop.call_soon_threadsafe
+            self.new_event = asyncio.Event
 
-            def wake_any(event: _Event) -> None:
-                run_sync_soon(event.set, (), native)
-
-            self.wake = wake_any
-            self.new_event = anyio.Event
+    def wake(self, event: _Event) -> bool:
+        """From another thread: set ``event`` on the loop. False if the loop has ended
+        (asyncio raises ``RuntimeError`` then, trio its subclass ``RunFinishedError``):
+        nobody is left to wake."""
+        try:
+            self.call_soon(event.set)
+        except RuntimeError:
+            return False
+        return True
 
 
 class Handoff(Generic[T]):
@@ -81,13 +82,13 @@ class Handoff(Generic[T]):
         "_closed",
         "_cond",
         "_items",
+        "_loop",
         "_loop_event",
         "_loop_thread",
         "_loop_waiting",
         "_new_event",
         "_queued",
         "_thread_waiting",
-        "_wake_loop",
         "limit",
     )
 
@@ -103,8 +104,8 @@ class Handoff(Generic[T]):
         self._thread_waiting = False
         self._loop_waiting = False
         self._loop_event: _Event | None = None
+        self._loop = loop
         self._loop_thread = loop.thread
-        self._wake_loop = loop.wake
         self._new_event = loop.new_event
 
     @property
@@ -134,9 +135,8 @@ class Handoff(Generic[T]):
         # From the loop's own thread a plain set() is right; from elsewhere, hand it over.
         if threading.get_ident() == self._loop_thread:
             event.set()
-            return
-        with contextlib.suppress(Exception):  # the loop is gone: nobody is left to wake
-            self._wake_loop(event)
+        else:
+            self._loop.wake(event)
 
     def set_limit(self, limit: int) -> None:
         """Change the byte budget; a producer waiting for room re-checks at once."""
@@ -165,8 +165,9 @@ class Handoff(Generic[T]):
             self._queued += size
             event = self._loop_event if self._loop_waiting else None
             self._loop_waiting = False
-        if event is not None:
-            self._wake_loop(event)
+        if event is not None and not self._loop.wake(event):
+            self.close()
+            raise Closed("the event loop has ended: nobody will take the item")
 
     def wait_taken_in_thread(self, should_stop: Callable[[], bool] = lambda: False) -> None:
         """Block until the consumer has taken everything queued (or it is closed)."""
@@ -194,7 +195,7 @@ class Handoff(Generic[T]):
             event = self._loop_event if self._loop_waiting else None
             self._loop_waiting = False
         if event is not None:
-            self._wake_loop(event)  # a loop producer waiting for room
+            self._loop.wake(event)  # a loop producer waiting for room
         return items
 
     # -- loop side ---------------------------------------------------------------------

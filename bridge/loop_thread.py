@@ -18,6 +18,7 @@ import anyio
 from anyio.from_thread import BlockingPortal
 
 from .errors import BridgeError
+from .handoff import LoopRef
 
 __all__ = ["LoopThread"]
 
@@ -34,6 +35,8 @@ class LoopThread:
         # On asyncio, the loop itself: the hot path submits to it directly, since a
         # portal call waits for the loop to acknowledge (a second round trip).
         self.asyncio_loop: asyncio.AbstractEventLoop | None = None
+        # How other threads reach the loop (set its events, call into it).
+        self.loop_ref: LoopRef | None = None
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
 
@@ -58,6 +61,7 @@ class LoopThread:
             async with BlockingPortal() as portal:
                 if self.backend == "asyncio":
                     self.asyncio_loop = asyncio.get_running_loop()
+                self.loop_ref = LoopRef()
                 self.portal = portal
                 ready.set()
                 await portal.sleep_until_stopped()

@@ -118,7 +118,10 @@ class WsgiToAsgi:
         self._last_workers: tuple[weakref.ref[asyncio.AbstractEventLoop], AsyncioWorkers] | None = None
 
     def _get_workers(self) -> Workers:
-        loop = asyncio._get_running_loop()  # None on trio
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None  # trio
         last = self._last_workers
         if last is not None and loop is not None and last[0]() is loop:
             return last[1]
