@@ -356,17 +356,7 @@ class _Call:
             )
             raise
         except BaseException as exc:
-            error: BaseException = exc
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                error = AppExitError.wrap(exc, "ASGI")
-            if self.finished:
-                logger.error("the ASGI app raised after its response was complete", exc_info=error)
-            elif self.aborted:
-                if _caused_by_disconnect(error):
-                    logger.debug("the ASGI app stopped after its client left: %r", error)
-                else:
-                    logger.error("the ASGI app raised after its client left", exc_info=error)
-            self._emit((_ERROR, error))
+            self._failed(exc)  # no name for it here: this frame is in its traceback
         else:
             self._emit((_END,))
         finally:
@@ -375,6 +365,26 @@ class _Call:
                 _running_tasks.discard(self.task)
             if self._ended is not None:
                 self._ended.set()
+
+    def _failed(self, exc: BaseException) -> None:
+        """The app raised: hand the error to the WSGI thread if it will raise it there.
+
+        Otherwise (the response was complete, or its client gone) it is only logged,
+        and the end is reported without it: an error left in the queue would hold its
+        traceback, whose frames hold this call, until a full garbage collection.
+        """
+        error = AppExitError.wrap(exc, "ASGI") if isinstance(exc, (KeyboardInterrupt, SystemExit)) else exc
+        if self.finished:
+            logger.error("the ASGI app raised after its response was complete", exc_info=error)
+        elif self.aborted:
+            if _caused_by_disconnect(error):
+                logger.debug("the ASGI app stopped after its client left: %r", error)
+            else:
+                logger.error("the ASGI app raised after its client left", exc_info=error)
+        else:
+            self._emit((_ERROR, error))
+            return
+        self._emit((_END,))
 
     async def receive(self) -> Message:
         if self.aborted:
@@ -570,7 +580,11 @@ class _Call:
             elif kind is _START:
                 status, headers = event[1], event[2]
             elif kind is _ERROR:
-                raise event[1]
+                error = event[1]
+                try:
+                    raise error
+                finally:
+                    del error, event  # this frame joins the traceback: no cycle through it
             else:  # _END
                 if status is None:
                     raise ResponseError("the ASGI app returned without sending http.response.start")
@@ -656,7 +670,11 @@ class _ResponseIterator:
                     return data  # type: ignore[no-any-return]
             elif kind is _ERROR:
                 self.done = True
-                raise event[1]
+                error = event[1]
+                try:
+                    raise error
+                finally:
+                    del error, event  # this frame joins the traceback: no cycle through it
             elif kind is _END:
                 self.done = True  # returned after start without a final body: end here
         call.finish()

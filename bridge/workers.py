@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import queue
 import threading
@@ -123,33 +122,39 @@ class AnyioWorkers(Workers):
 
         token = trio.lowlevel.current_trio_token()
         settled = trio.Event()
-        outcome: list[tuple[T | None, BaseException | None]] = []
+        results: list[T | None] = []
+        # The error goes by this side channel, never raised or returned through trio's
+        # thread machinery: its frames are reachable from the traceback (f_back), and
+        # one holding the error would make a reference cycle that keeps the whole
+        # request alive until a full collection.
+        failure: list[BaseException] = []
         cancelled = False
+        handed = False
 
-        def settle(result: T | None, error: BaseException | None) -> None:
-            if not outcome:
-                outcome.append((result, error))
+        def settle(result: T | None) -> None:
+            if not settled.is_set():
+                results.append(result)
                 settled.set()
 
         def ready(value: T) -> None:
-            token.run_sync_soon(settle, value, None)
+            nonlocal handed
+            handed = True
+            token.run_sync_soon(settle, value)
 
         def job() -> T | None:
             if cancelled:
                 return None  # cancelled while it waited for a thread
-            return func(ready)
+            try:
+                return func(ready)
+            except BaseException as exc:
+                if handed:
+                    logger.debug("a WSGI worker failed after its response streamed", exc_info=True)
+                else:
+                    failure.append(exc)
+                return None
 
         async def run() -> None:
-            try:
-                result = await anyio.to_thread.run_sync(job, limiter=self.limiter)
-            except trio.Cancelled:
-                raise  # the whole run is ending
-            except BaseException as exc:
-                if outcome:
-                    logger.debug("a WSGI worker failed after its response streamed", exc_info=True)
-                settle(None, exc)
-            else:
-                settle(result, None)
+            settle(await anyio.to_thread.run_sync(job, limiter=self.limiter))
 
         trio.lowlevel.spawn_system_task(run)
         try:
@@ -157,10 +162,13 @@ class AnyioWorkers(Workers):
         except BaseException:
             cancelled = True
             raise
-        result, error = outcome[0]
-        if error is not None:
-            raise error
-        return result  # type: ignore[return-value]
+        if failure:
+            error = failure.pop()
+            try:
+                raise error
+            finally:
+                del error  # this frame joins the traceback: no cycle through it
+        return results.pop()  # type: ignore[return-value]
 
     def spawn(self, func: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], object]:
         import trio  # noqa: PLC0415 - optional: the only other backend anyio runs on
@@ -189,13 +197,17 @@ class AsyncioWorkers(Workers):
         # comes first, resolves the waiter. No concurrent future (its condition
         # variable, taken three times, costs microseconds on both sides of the hop).
         loop = self.loop
-        waiter: asyncio.Future[T] = loop.create_future()
+        waiter: asyncio.Future[T | None] = loop.create_future()
+        # The error, kept out of the waiter: a failed future keeps its exception, whose
+        # traceback holds this frame, which holds the future (a reference cycle that
+        # would keep the request alive until a full collection).
+        failure: list[BaseException] = []
         handed = cancelled = False
 
         def ready(value: T) -> None:
             nonlocal handed
             handed = True
-            loop.call_soon_threadsafe(_resolve, waiter, value, None)
+            loop.call_soon_threadsafe(_resolve, waiter, value)
 
         def job() -> None:
             if cancelled:
@@ -205,17 +217,27 @@ class AsyncioWorkers(Workers):
             except BaseException as exc:
                 if handed:
                     raise
-                _resolve_from_thread(loop, waiter, None, exc)
-            else:
-                if not handed:
-                    _resolve_from_thread(loop, waiter, result, None)
+                failure.append(exc)
+                result = None
+            if not handed:
+                try:
+                    loop.call_soon_threadsafe(_resolve, waiter, result)
+                except RuntimeError:  # the loop is closed: nobody waits any more
+                    failure.clear()
 
         self.pool.start(job)
         try:
-            return await waiter
+            result = await waiter
         except asyncio.CancelledError:
             cancelled = True  # still queued for a thread: then it never runs
             raise
+        if failure:
+            error = failure.pop()
+            try:
+                raise error
+            finally:
+                del error  # this frame joins the traceback: no cycle through it
+        return result  # type: ignore[return-value]
 
     def call_loop(
         self, func: Callable[..., Coroutine[Any, Any, T]], *args: Any
@@ -234,23 +256,9 @@ class AsyncioWorkers(Workers):
         await asyncio.sleep(0)
 
 
-def _resolve(waiter: asyncio.Future[T], result: T | None, error: BaseException | None) -> None:
-    if waiter.done():
-        return  # cancelled meanwhile
-    if error is not None:
-        waiter.set_exception(error)
-    else:
-        waiter.set_result(result)  # type: ignore[arg-type]
-
-
-def _resolve_from_thread(
-    loop: asyncio.AbstractEventLoop,
-    waiter: asyncio.Future[T],
-    result: T | None,
-    error: BaseException | None,
-) -> None:
-    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-        loop.call_soon_threadsafe(_resolve, waiter, result, error)
+def _resolve(waiter: asyncio.Future[T], result: T) -> None:
+    if not waiter.done():  # else cancelled meanwhile
+        waiter.set_result(result)
 
 
 class DaemonPool:

@@ -203,6 +203,7 @@ class WsgiToAsgi:
             # the receiver task takes it from the server and hands it over, bounded.
             environ["wsgi.input"] = StreamingInput(body, exchange.pull_body, limit)
 
+        handled: BaseException | None = None
         try:
             chunks, finished = await workers.run_until_ready(exchange.work)
             if finished:
@@ -211,6 +212,7 @@ class WsgiToAsgi:
                 await exchange.send_chunks(chunks, more_body=False)
             else:
                 await exchange.stream()
+            handled = exchange.handled_error
         except ClientDisconnected as exc:
             logger.debug("client disconnected: %s", exc)
             return
@@ -228,11 +230,16 @@ class WsgiToAsgi:
                 # nothing of the request outlives it.
                 with anyio.CancelScope(shield=True):
                     await _wait_for_worker(exchange)
-        if exchange.handled_error is not None:
+            # Held by the exchange, an error's traceback (whose frames hold the exchange)
+            # would keep the whole request alive until a full garbage collection.
+            exchange.handled_error = exchange.stream_error = exchange.send_error = None
+        if handled is not None:
             # The app answered its own error with start_response(..., exc_info); that
             # response went out whole. Re-raise so the server logs it, as uvicorn would.
-            error, exchange.handled_error = exchange.handled_error, None
-            raise error
+            try:
+                raise handled
+            finally:
+                del handled  # this frame joins the traceback: no cycle through it
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -312,7 +319,7 @@ class _Receiver:
         self.body_complete = body_complete
         self.remaining = remaining  # body bytes still due, when Content-Length says
         self.disconnected = False
-        self.error: BaseException | None = None
+        self.error: str | None = None  # why receiving stopped, for the app's next read
         self.watching = False  # asked to watch for a disconnect until the request ends
         self.running = False
         self.stop_task: Callable[[], object] | None = None
@@ -614,7 +621,7 @@ class _Exchange:
             chunks = receiver.body.get_in_thread(self._should_stop)
         except Closed:
             if receiver.error is not None:
-                raise receiver.error from None
+                raise InvalidScopeError(receiver.error) from None
             if receiver.body_complete and not self.disconnected:
                 return b"", False
             raise self._gone("the client disconnected before sending the whole request body") from None
@@ -677,8 +684,7 @@ class _Exchange:
             return chunks, finished
         except BaseException as exc:
             self.close_iterable()
-            _reraise_app_error(exc)
-            raise  # pragma: no cover - _reraise_app_error always raises
+            raise _app_error(exc)  # noqa: B904 - the app's own error (or its wrapper), as it raised it
 
     def stream_rest(self) -> None:
         """Produce the remaining chunks of a streaming iterable into ``out``; the loop
@@ -860,7 +866,10 @@ class _Exchange:
         error = self.stream_error if self.stream_error is not None else self.send_error
         if error is not None:
             self.stream_error = self.send_error = None  # no cycle through the traceback
-            raise error
+            try:
+                raise error
+            finally:
+                del error  # this frame joins the traceback: no cycle through it
 
     async def _send_stream(self, out: Handoff[bytes]) -> None:
         """Send what the worker puts in ``out``, until it closes it."""
@@ -912,10 +921,6 @@ def _app_error(exc: BaseException) -> BaseException:
     if isinstance(exc, (KeyboardInterrupt, SystemExit)):  # not _LoopExit: the server's own
         return AppExitError.wrap(exc, "WSGI")
     return exc
-
-
-def _reraise_app_error(exc: BaseException) -> None:
-    raise _app_error(exc)
 
 
 async def _wait_for_worker(exchange: _Exchange) -> None:
