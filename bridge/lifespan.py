@@ -40,6 +40,7 @@ class Lifespan:
         self._outcome: Message | None = None
         self._error: BaseException | None = None
         self._returned = False
+        self._foreign: str | None = None  # the first non-lifespan message the app sent
 
     # -- from a WSGI thread --------------------------------------------------------------
 
@@ -57,6 +58,18 @@ class Lifespan:
         if outcome is not None and outcome["type"] == "lifespan.startup.failed":
             message = outcome.get("message", "")
             raise LifespanError(f"the ASGI app's lifespan startup failed: {message or '(no message)'}")
+        if self._foreign is not None:
+            # Its task may wait forever on receive(): end it rather than keep it.
+            task = self._task
+            if task is not None:
+                task.cancel()
+            reason = f"it answered the lifespan scope with {self._foreign!r}, a message of another protocol"
+            if self.mode == "auto":
+                logger.info(
+                    "the ASGI app does not support the lifespan protocol (%s); serving without it", reason
+                )
+                return
+            raise LifespanError(f"the ASGI app does not support the lifespan protocol: {reason}")
         if error is None and self._returned:
             error = LifespanError("the app returned from the lifespan scope without completing startup")
         if error is not None and self.mode == "auto":
@@ -136,6 +149,11 @@ class Lifespan:
             "lifespan.shutdown.complete",
             "lifespan.shutdown.failed",
         ):
+            # An app that does not look at scope["type"] answers as if to a request:
+            # it does not speak lifespan. Say so now, whatever it does with the error.
+            if self._foreign is None:
+                self._foreign = str(kind)
+                self._changed.set()
             raise LifespanError(f"unexpected lifespan message from the app: {kind!r}")
         self._outcome = message
         self._changed.set()

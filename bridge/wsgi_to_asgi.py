@@ -60,6 +60,10 @@ _WATCH_BODY_BUFFER = 1024 * 1024
 # chunks count as this much each, which bounds the number queued as well.
 _OUT_BUFFER = 512 * 1024
 _MIN_ITEM_COST = 4096
+# How often, at most, receive() is asked again when it repeats http.request after
+# the body ended (a misbehaving middleware), and how slowly at the slowest.
+_REPEAT_BACKOFF = 0.01
+_REPEAT_BACKOFF_MAX = 1.0
 # How long a cancelled request waits for its worker to stop before letting go.
 _ABANDON_WAIT = 5.0
 
@@ -117,6 +121,15 @@ class WsgiToAsgi:
         # sniffio for the running library: microseconds, on every request).
         self._last_workers: tuple[weakref.ref[asyncio.AbstractEventLoop], AsyncioWorkers] | None = None
 
+    @property
+    def wsgi_app(self) -> WSGIApp:
+        """The wrapped WSGI app (the same as :attr:`app`)."""
+        return self.app
+
+    @wsgi_app.setter
+    def wsgi_app(self, app: WSGIApp) -> None:
+        self.app = app
+
     def _get_workers(self) -> Workers:
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
@@ -172,13 +185,24 @@ class WsgiToAsgi:
             return
 
         message = await receive()
-        kind = message.get("type")
+        try:
+            kind = message.get("type")
+        except AttributeError:
+            raise InvalidScopeError(
+                f"receive() must return an ASGI message (a dict), got {type(message).__name__}"
+            ) from None
         if kind == "http.disconnect":
             return  # the client left before the request began: nothing to run
         if kind != "http.request":
             raise InvalidScopeError(f"expected an http.request message from receive(), got {kind!r}")
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
+        if type(body) is not bytes or type(more_body) is not bool:
+            # The slow path: bytes-like bodies are copied, anything else is refused,
+            # naming the field (a str body must never reach the app).
+            from .http import parse_http_request  # noqa: PLC0415
+
+            body, more_body = parse_http_request(message)
         if more_body and limit is not None:
             if len(body) < limit <= self.preload_body:
                 preloaded = await _read_known_length(receive, body, limit)
@@ -273,16 +297,26 @@ async def _read_known_length(receive: Receive, first: bytes, length: int) -> byt
     received = len(first)
     while received < length:
         message = await receive()
-        kind = message.get("type")
+        try:
+            kind = message.get("type")
+        except AttributeError:
+            raise InvalidScopeError(
+                f"receive() must return an ASGI message (a dict), got {type(message).__name__}"
+            ) from None
         if kind == "http.disconnect":
             return None
         if kind != "http.request":
             raise InvalidScopeError(f"expected http.request or http.disconnect from receive(), got {kind!r}")
         chunk = message.get("body", b"")
+        more = message.get("more_body", False)
+        if type(chunk) is not bytes or type(more) is not bool:
+            from .http import parse_http_request  # noqa: PLC0415 (the slow path)
+
+            chunk, more = parse_http_request(message)
         if chunk:
             parts.append(chunk)
             received += len(chunk)
-        if not message.get("more_body", False):
+        if not more:
             break
     return b"".join(parts)
 
@@ -349,6 +383,7 @@ class _Receiver:
 
     async def _run(self) -> None:
         body = self.body
+        backoff = 0.0
         try:
             while not self.disconnected and (self.watching or not self.body_complete):
                 message = await self.receive()
@@ -364,15 +399,23 @@ class _Receiver:
                         self.remaining -= len(chunk)
                     if chunk:
                         await body.put_in_loop(chunk, len(chunk))
+                    elif more:
+                        await self.workers.checkpoint()  # a receive() that never suspends
                     if not more:
                         self.body_complete = True
                         body.close()  # the reader takes what is left, then sees the end
-                elif kind == "http.request" and self.body_complete:
-                    continue  # more than Content-Length announced; never given to the app
+                elif kind == "http.request":
+                    # After the whole body, a server's receive() waits for the disconnect.
+                    # One that answers with the request again (middleware replaying a
+                    # cached body) would have this loop spin, or, if it never suspends,
+                    # freeze the event loop: ask again ever more slowly instead, so a
+                    # disconnect it passes on later is still seen.
+                    if not backoff:
+                        logger.debug("receive() repeats http.request after the body ended; polling it slowly")
+                    backoff = min(backoff * 2 or _REPEAT_BACKOFF, _REPEAT_BACKOFF_MAX)
+                    await anyio.sleep(backoff)
                 else:
-                    self.error = InvalidScopeError(
-                        f"expected http.request or http.disconnect from receive(), got {kind!r}"
-                    )
+                    self.error = f"expected http.request or http.disconnect from receive(), got {kind!r}"
                     logger.warning("stopped receiving: %s", self.error)
                     return
         except Closed:
