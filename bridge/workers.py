@@ -19,6 +19,7 @@ import concurrent.futures
 import logging
 import queue
 import threading
+import time
 from typing import Any, Callable, Coroutine, TypeVar
 
 import anyio
@@ -187,7 +188,7 @@ class AsyncioWorkers(Workers):
     def __init__(self, max_threads: int) -> None:
         super().__init__()
         self.loop = asyncio.get_running_loop()
-        self.pool = DaemonPool(max_threads)
+        self.pool = DaemonPool(max_threads, ended=self.loop.is_closed)
 
     async def run(self, func: Callable[[], T]) -> T:
         return await asyncio.wrap_future(self.pool.submit(func), loop=self.loop)
@@ -265,17 +266,36 @@ class DaemonPool:
     """At most ``size`` daemon threads running submitted calls in order.
 
     Daemon threads, unlike ``ThreadPoolExecutor``'s, never hold up interpreter exit,
-    even when a WSGI app is stuck in a request.
+    even when a WSGI app is stuck in a request. A thread leaves once it has been idle
+    for ``idle_exit`` seconds, or once ``ended()`` says its owner is gone (the event
+    loop the pool serves was closed), so a loop per call (tests, scripts, notebooks
+    running ``asyncio.run()`` again and again) leaves no threads behind.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(
+        self,
+        size: int,
+        *,
+        ended: Callable[[], bool] = lambda: False,
+        idle_exit: float = 60.0,
+        poll: float = 1.0,
+    ) -> None:
         self.size = size
+        self._ended = ended
+        self._idle_exit = idle_exit
+        self._poll = min(poll, idle_exit)
         self._work: queue.SimpleQueue[tuple[concurrent.futures.Future[Any] | None, Callable[[], Any]]] = (
             queue.SimpleQueue()
         )
         self._lock = threading.Lock()
         self._threads = 0
-        self._idle = 0
+        self._waiting = 0  # threads waiting for work (or about to)
+        self._pending = 0  # calls queued that no thread has taken yet
+
+    @property
+    def threads(self) -> int:
+        """How many threads the pool has now."""
+        return self._threads
 
     def submit(self, func: Callable[[], T]) -> concurrent.futures.Future[T]:
         """Run ``func`` in a thread; its outcome goes to the future returned."""
@@ -291,18 +311,41 @@ class DaemonPool:
     def _put(self, future: concurrent.futures.Future[Any] | None, func: Callable[[], Any]) -> None:
         self._work.put((future, func))
         with self._lock:
-            if self._idle:
-                self._idle -= 1  # an idle thread takes it
-                return
-            if self._threads >= self.size:
-                return  # queued until a thread is free
+            self._pending += 1
+            if self._pending <= self._waiting or self._threads >= self.size:
+                return  # a waiting thread takes it, or it waits for a thread to be free
             self._threads += 1
         threading.Thread(target=self._serve, name="bridge-wsgi-worker", daemon=True).start()
 
+    def _leave(self, idle_since: float) -> bool:
+        """After a poll found no work: whether this waiting thread leaves the pool."""
+        if not self._ended() and time.monotonic() - idle_since < self._idle_exit:
+            return False
+        with self._lock:
+            if self._pending:
+                return False  # work is queued: some waiting thread must take it
+            self._waiting -= 1
+            self._threads -= 1
+            return True
+
     def _serve(self) -> None:
         work = self._work
+        poll = self._poll
+        lock = self._lock
         while True:
-            future, func = work.get()
+            idle_since = time.monotonic()
+            with lock:
+                self._waiting += 1
+            while True:
+                try:
+                    future, func = work.get(timeout=poll)
+                    break
+                except queue.Empty:
+                    if self._leave(idle_since):
+                        return
+            with lock:
+                self._waiting -= 1
+                self._pending -= 1
             if future is None:
                 try:
                     func()
@@ -316,5 +359,3 @@ class DaemonPool:
                 else:
                     future.set_result(result)
             del future, func
-            with self._lock:
-                self._idle += 1
