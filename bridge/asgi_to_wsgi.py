@@ -74,6 +74,12 @@ class AsgiToWsgi:
         before its ``send()`` waits (backpressure).
     :param preload_body: request bodies of at most this many bytes, with a known
         length, are read before the app starts and handed over in one message.
+    :param teardown_wait: seconds the response's ``close()`` waits for the app to
+        return after its last body message, before the WSGI server reuses the thread
+        for another request. The client has its response by then; what the app still
+        does (Django's ``request_finished``, which closes database connections) then
+        finishes before the next request starts. Work longer than this (background
+        tasks) goes on, and the server goes on without it. ``0``: never wait.
     """
 
     def __init__(
@@ -88,7 +94,10 @@ class AsgiToWsgi:
         disconnect_grace: float = 1.0,
         max_buffer: int = 256 * 1024,
         preload_body: int = DEFAULT_PRELOAD_BODY,
+        teardown_wait: float = 0.1,
     ) -> None:
+        if teardown_wait < 0:
+            raise ValueError(f"teardown_wait must be 0 or more, got {teardown_wait}")
         if lifespan not in ("auto", "on", "off"):
             raise ValueError(f"lifespan must be 'auto', 'on' or 'off', got {lifespan!r}")
         if backend not in ("asyncio", "trio"):
@@ -102,6 +111,7 @@ class AsgiToWsgi:
         self.disconnect_grace = disconnect_grace
         self.max_buffer = max_buffer
         self.preload_body = preload_body
+        self.teardown_wait = teardown_wait
         self._reset()
         _live_adapters.add(self)
 
@@ -316,6 +326,7 @@ class _Call:
         self.app = adapter.app
         self.loop = adapter._loop
         self.grace = adapter.disconnect_grace
+        self.teardown_wait = adapter.teardown_wait
         self.limit = adapter.max_buffer
         self.scope = scope
         self.body = body
@@ -598,8 +609,21 @@ class _Call:
         if complete:
             # The whole body is here: a one-element list lets the server set Content-Length.
             self.finish()
-            return [b"".join(chunks)] if not self.head else []
+            if self.task_ended or not self.teardown_wait:
+                return [b"".join(chunks)] if not self.head else []
+            return _CompleteResponse([b"".join(chunks)] if not self.head else [], self)
         return _ResponseIterator(self, chunks)
+
+    def await_return(self) -> None:
+        """From the response's close(): the client has the whole response; give the
+        app up to ``teardown_wait`` to return before the server takes another request."""
+        if self.task_ended or not self.teardown_wait:
+            return
+        if not self._wait_for_end(self.teardown_wait):
+            logger.debug(
+                "the ASGI app still runs %s s after its response ended; the server goes on",
+                self.teardown_wait,
+            )
 
     def abort(self, *, wait: bool) -> None:
         """The client is gone: tell the app, give it a grace period, then cancel it.
@@ -611,33 +635,32 @@ class _Call:
             self.spawn(self._abort_then_cancel)
         except RuntimeError:  # the loop has ended (asyncio's, or the portal's error)
             return
-        if wait:
-            self._wait_for_end(self.grace + _CANCEL_WAIT)
+        if wait and not self._wait_for_end(self.grace + _CANCEL_WAIT):
+            logger.warning("the ASGI app's task did not end after it was cancelled")
 
-    def _wait_for_end(self, timeout: float) -> None:
+    def _wait_for_end(self, timeout: float) -> bool:
         """Drain the response events until the task's last one (it always sends an end
-        or an error, whichever way it finishes)."""
+        or an error, whichever way it finishes); False if it did not come in time."""
         backlog, self.backlog = self.backlog, None
         if backlog is not None and (backlog[0] is _END or backlog[0] is _ERROR):
-            return
+            return True
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                logger.warning("the ASGI app's task did not end after it was cancelled")
-                return
+                return self.task_ended
             try:
                 event = self.events.get(timeout=min(remaining, _POLL))
             except queue.Empty:
                 if not self.loop.running:
-                    return
+                    return True
                 continue
             if event[0] is _START_AND:
                 event = event[2]
             if event[0] is _READ:
                 event[1].answer((b"", False, True))
             elif event[0] is _END or event[0] is _ERROR:
-                return
+                return True
 
 
 class _ResponseIterator:
@@ -684,7 +707,25 @@ class _ResponseIterator:
         if not self.done:
             self.done = True
             self.call.abort(wait=True)
+        else:
+            self.call.await_return()
         self.call.finish()
+
+
+class _CompleteResponse(list[bytes]):
+    """A whole response as a one-element list (the server can set Content-Length),
+    whose ``close()`` gives the app its ``teardown_wait``."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, body: list[bytes], call: _Call) -> None:
+        super().__init__(body)
+        self.call: _Call | None = call
+
+    def close(self) -> None:
+        call, self.call = self.call, None
+        if call is not None:
+            call.await_return()
 
 
 def _caused_by_disconnect(error: BaseException) -> bool:
