@@ -25,12 +25,13 @@ from anyio.from_thread import BlockingPortal
 from asgiref.compatibility import guarantee_single_callable
 
 from ._types import ASGIApp, Environ, Message, Scope, StartResponse
-from .environ import build_scope
+from .environ import build_scope, environ_type_problem, wsgi_input_bytes
 from .errors import (
     AppExitError,
     BadRequestError,
     BridgeError,
     ClientDisconnected,
+    InvalidScopeError,
     LifespanError,
     ResponseError,
 )
@@ -210,7 +211,7 @@ class _RequestBody:
     """Reads ``wsgi.input`` for the app's ``receive()``: never past Content-Length,
     to EOF only when the server says the stream ends there (``wsgi.input_terminated``)."""
 
-    __slots__ = ("done", "preloaded", "remaining", "stream", "truncated")
+    __slots__ = ("done", "error", "preloaded", "remaining", "stream", "truncated")
 
     def __init__(self, stream: Any, remaining: int | None, preloaded: bytes | None, truncated: bool) -> None:
         self.stream = stream
@@ -218,23 +219,36 @@ class _RequestBody:
         self.preloaded = preloaded
         self.truncated = truncated
         self.done = False
+        # What the WSGI thread found wrong with wsgi.input (it read a str), for the
+        # app's receive() to raise; its traceback is dropped, no frame stays reachable.
+        self.error: BridgeError | None = None
 
     @classmethod
     def from_environ(cls, environ: Environ, preload: int) -> _RequestBody:
+        """Raises BadRequestError for a bad CONTENT_LENGTH (the client's, passed on by
+        a lenient server) and InvalidScopeError for an environ that breaks PEP 3333."""
         stream = environ.get("wsgi.input")
         raw_length = environ.get("CONTENT_LENGTH")
         length: int | None
         if raw_length:
             try:
-                length = parse_content_length(str(raw_length))
+                length = parse_content_length(raw_length)
             except ValueError as exc:
-                raise BadRequestError(str(exc)) from None
-        elif environ.get("wsgi.input_terminated"):
-            length = None  # chunked upload: the server's stream ends at the body's end
+                raise BadRequestError(f"invalid CONTENT_LENGTH: {exc}") from None
+            except (TypeError, AttributeError):
+                raise _RequestBody.invalid_environ("CONTENT_LENGTH", raw_length) from None
         else:
-            length = 0  # PEP 3333: without CONTENT_LENGTH there is no body to read
-        if stream is None or length == 0:
+            terminated = environ.get("wsgi.input_terminated")
+            if terminated is True:
+                length = None  # chunked upload: the server's stream ends at the body's end
+            elif terminated is None or terminated is False:
+                length = 0  # PEP 3333: without CONTENT_LENGTH there is no body to read
+            else:
+                raise _RequestBody.invalid_environ("wsgi.input_terminated", terminated, "a bool")
+        if length == 0:
             return cls(None, 0, b"", False)
+        if not callable(getattr(stream, "read", None)):
+            raise _RequestBody.invalid_environ("wsgi.input", stream, "a stream with read()")
         if length is not None and length <= preload:
             # Small and complete: read it here, hand it over in one message.
             data = _read_exactly(stream, length)
@@ -260,10 +274,24 @@ class _RequestBody:
         data, more, truncated = request.result
         if truncated:
             self.done = True
+            error, self.error = self.error, None
+            if error is not None:
+                raise error  # wsgi.input broke PEP 3333: the server's bug, not a disconnect
             return _DISCONNECT
         if not more:
             self.done = True
         return {"type": "http.request", "body": data, "more_body": more}
+
+    @staticmethod
+    def input_bytes(data: object) -> bytes:
+        """What wsgi.input.read() returned that is not exactly bytes, as bytes; or
+        InvalidScopeError naming wsgi.input (a str breaks PEP 3333)."""
+        return wsgi_input_bytes(data)
+
+    @staticmethod
+    def invalid_environ(key: str, value: object, expected: str = "a str") -> BridgeError:
+        """InvalidScopeError naming an environ key that breaks PEP 3333 (slow path)."""
+        return InvalidScopeError(environ_type_problem(key, value, expected))
 
     def read(self) -> tuple[bytes, bool, bool]:
         """In the WSGI thread: the next chunk, whether more follows, whether the client left."""
@@ -273,6 +301,13 @@ class _RequestBody:
         except Exception as exc:
             logger.debug("reading the request body failed: %r", exc)
             return b"", False, True
+        if type(data) is not bytes:
+            try:
+                data = _RequestBody.input_bytes(data)
+            except BridgeError as exc:
+                # Ends the body; next_message raises it from the app's receive().
+                self.error = exc.with_traceback(None)
+                return b"", False, True
         if self.remaining is None:
             return data, bool(data), False
         if not data:
@@ -299,17 +334,22 @@ class _ReadRequest:
 
 
 def _read_exactly(stream: Any, length: int) -> bytes:
+    """Up to ``length`` bytes of ``stream``; fewer if it ends or fails (the client
+    left). A read() that returns a str raises InvalidScopeError naming wsgi.input."""
     chunks = []
     remaining = length
-    try:
-        while remaining > 0:
+    while remaining > 0:
+        try:
             data = stream.read(remaining)
-            if not data:
-                break
-            chunks.append(data)
-            remaining -= len(data)
-    except Exception as exc:
-        logger.debug("reading the request body failed: %r", exc)
+        except Exception as exc:
+            logger.debug("reading the request body failed: %r", exc)
+            break
+        if type(data) is not bytes:
+            data = _RequestBody.input_bytes(data)
+        if not data:
+            break
+        chunks.append(data)
+        remaining -= len(data)
     return b"".join(chunks)
 
 

@@ -16,6 +16,7 @@ from urllib.parse import quote, unquote_to_bytes
 
 from ._types import Environ, Scope
 from .errors import BadRequestError, BridgeError, InvalidScopeError
+from .http import describe, parse_content_length
 from .wsgi_streams import FileWrapper
 
 __all__ = [
@@ -24,12 +25,22 @@ __all__ = [
     "build_scope",
     "http_version_from_protocol",
     "text_to_wsgi",
+    "wsgi_input_bytes",
     "wsgi_to_text",
 ]
 
 DEFAULT_MAX_DUPLICATE_HEADERS = 100
 
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+# ASGI http_version -> SERVER_PROTOCOL; one lookup checks and converts the usual ones.
+_PROTOCOLS: dict[object, str] = {
+    "1.1": "HTTP/1.1",
+    "1.0": "HTTP/1.0",
+    "2": "HTTP/2",
+    "3": "HTTP/3",
+    None: "HTTP/1.1",
+    "": "HTTP/1.1",
+}
 _TLS_VERSIONS = {0x0300: "SSLv3", 0x0301: "TLSv1", 0x0302: "TLSv1.1", 0x0303: "TLSv1.2", 0x0304: "TLSv1.3"}
 # Repeats of these cannot be comma-joined into something meaningful.
 _SINGLE_VALUED = frozenset({"CONTENT_LENGTH", "HTTP_HOST"})
@@ -69,7 +80,12 @@ def build_environ(
     except BridgeError:
         raise
     except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
-        raise InvalidScopeError(f"malformed ASGI http scope ({type(exc).__name__}: {exc})") from exc
+        # The fast path checks types only where a wrong one would pass silently; when
+        # it fails, find the field to name here, off the hot path.
+        problem = scope_problem(scope)
+        if problem is None:
+            problem = f"malformed ASGI http scope ({type(exc).__name__}: {exc})"
+        raise InvalidScopeError(problem) from exc
 
 
 def _build(scope: Scope, errors: Any, multithread: bool, max_duplicates: int) -> Environ:
@@ -92,7 +108,7 @@ def _build(scope: Scope, errors: Any, multithread: bool, max_duplicates: int) ->
         "QUERY_STRING": query_str,
         "REQUEST_URI": target,
         "RAW_URI": target,
-        "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version') or '1.1'}",
+        "SERVER_PROTOCOL": _server_protocol(scope.get("http_version")),
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": scheme,
         "wsgi.errors": errors,
@@ -106,9 +122,14 @@ def _build(scope: Scope, errors: Any, multithread: bool, max_duplicates: int) ->
     _add_headers(environ, scope.get("headers") or (), max_duplicates)
 
     server = scope.get("server")
-    if server is not None and server[1] is not None:
-        environ["SERVER_NAME"] = str(server[0])
-        environ["SERVER_PORT"] = str(server[1])
+    port = None
+    if server is not None:
+        host, port = server
+        if type(host) is not str or (port is not None and type(port) is not int):
+            raise InvalidScopeError(_address_problem("server", server))
+    if port is not None:
+        environ["SERVER_NAME"] = host
+        environ["SERVER_PORT"] = str(port)
     else:
         # No TCP server address (None, or a unix socket): fall back to Host, as CGI does.
         name, port = _split_host(environ.get("HTTP_HOST", ""))
@@ -116,9 +137,12 @@ def _build(scope: Scope, errors: Any, multithread: bool, max_duplicates: int) ->
         environ["SERVER_PORT"] = port or _DEFAULT_PORTS[scheme]
     client = scope.get("client")
     if client is not None:
-        environ["REMOTE_ADDR"] = str(client[0])
-        if client[1] is not None:
-            environ["REMOTE_PORT"] = str(client[1])
+        host, port = client
+        if type(host) is not str or (port is not None and type(port) is not int):
+            raise InvalidScopeError(_address_problem("client", client))
+        environ["REMOTE_ADDR"] = host
+        if port is not None:
+            environ["REMOTE_PORT"] = str(port)
     if scheme == "https":
         environ["HTTPS"] = "on"
     extensions = scope.get("extensions")
@@ -231,26 +255,160 @@ def _add_tls(environ: Environ, tls: Mapping[str, Any]) -> None:
     version = tls.get("tls_version")
     if version in _TLS_VERSIONS:
         environ["SSL_PROTOCOL"] = _TLS_VERSIONS[version]
+    elif version is not None and type(version) is not int:
+        raise _bad_tls(tls)
     server_cert = tls.get("server_cert")
     if server_cert:
+        if type(server_cert) is not str and not isinstance(server_cert, str):
+            raise _bad_tls(tls)
         environ["SSL_SERVER_CERT"] = server_cert
     chain = tls.get("client_cert_chain")
     if chain:
-        environ["SSL_CLIENT_CERT"] = chain[0]
+        cert = chain[0]
+        if (type(chain) is not list and not isinstance(chain, (list, tuple))) or (
+            type(cert) is not str and not isinstance(cert, str)
+        ):
+            raise _bad_tls(tls)
+        environ["SSL_CLIENT_CERT"] = cert
     name = tls.get("client_cert_name")
     if name:
+        if type(name) is not str and not isinstance(name, str):
+            raise _bad_tls(tls)
         environ["SSL_CLIENT_S_DN"] = name
     if chain:
         error = tls.get("client_cert_error")
+        if error and type(error) is not str and not isinstance(error, str):
+            raise _bad_tls(tls)
         environ["SSL_CLIENT_VERIFY"] = "SUCCESS" if not error else f"FAILED:{error}"
     else:
         environ["SSL_CLIENT_VERIFY"] = "NONE"
 
 
+def _bad_tls(tls: Mapping[str, Any]) -> InvalidScopeError:
+    return InvalidScopeError(_tls_problem(tls) or f"malformed scope['extensions']['tls']: {describe(tls)}")
+
+
+def _server_protocol(version: object) -> str:
+    protocol = _PROTOCOLS.get(version)
+    if protocol is not None:
+        return protocol
+    if not isinstance(version, str):
+        raise InvalidScopeError(f"scope['http_version'] must be a str like '1.1', got {describe(version)}")
+    return f"HTTP/{version}"
+
+
+def _address_problem(key: str, address: object) -> str:
+    return f"scope[{key!r}] must be a [host: str, port: int] pair or None, got {describe(address)}"
+
+
+# -- naming the ill-typed field, off the hot path ------------------------------------------
+
+
+def _field(key: str, expected: str, value: object) -> str:
+    return f"scope[{key!r}] must be {expected}, got {describe(value)}"
+
+
+def scope_problem(scope: object) -> str | None:
+    """What is ill-typed in an ASGI ``http`` scope, naming the field; None if nothing.
+
+    The check :func:`build_environ` runs when building failed, to say which field
+    broke the ASGI spec; it follows the types the spec gives each field (``None``
+    standing for an optional field's default).
+    """
+    if not isinstance(scope, Mapping):
+        return f"an ASGI scope must be a dict, got {describe(scope)}"
+    for key in ("method", "path"):
+        if key not in scope:
+            return f"the ASGI http scope has no {key!r}"
+    method = scope["method"]
+    if not isinstance(method, str) or not method:
+        return _field("method", "a non-empty str", method)
+    if not isinstance(scope["path"], str):
+        return _field("path", "a str", scope["path"])
+    for key in ("scheme", "root_path", "http_version"):
+        value = scope.get(key)
+        if value is not None and not isinstance(value, str):
+            return _field(key, "a str", value)
+    for key in ("raw_path", "query_string"):
+        value = scope.get(key)
+        if value is not None and not isinstance(value, (bytes, bytearray)):
+            return _field(key, "bytes", value)
+    headers = scope.get("headers")
+    if headers is not None:
+        try:
+            items = list(headers)
+        except TypeError:
+            return _field("headers", "an iterable of [name, value] pairs", headers)
+        for index, pair in enumerate(items):
+            if (
+                not isinstance(pair, (list, tuple))
+                or len(pair) != 2
+                or not isinstance(pair[0], bytes)
+                or not isinstance(pair[1], (bytes, bytearray))
+            ):
+                return (
+                    f"scope['headers'][{index}] must be a [name, value] pair of bytes, got {describe(pair)}"
+                )
+    for key in ("server", "client"):
+        address = scope.get(key)
+        if address is not None and (
+            not isinstance(address, (list, tuple))
+            or len(address) != 2
+            or not isinstance(address[0], str)
+            or not (address[1] is None or type(address[1]) is int)
+        ):
+            return _address_problem(key, address)
+    extensions = scope.get("extensions")
+    if extensions is not None:
+        if not isinstance(extensions, Mapping):
+            return _field("extensions", "a dict", extensions)
+        tls = extensions.get("tls")
+        if tls is not None:
+            return _tls_problem(tls)
+    return None
+
+
+def _tls_problem(tls: object) -> str | None:
+    where = "scope['extensions']['tls']"
+    if not isinstance(tls, Mapping):
+        return f"{where} must be a dict, got {describe(tls)}"
+    version = tls.get("tls_version")
+    if version is not None and type(version) is not int:
+        return f"{where}['tls_version'] must be an int, got {describe(version)}"
+    for key in ("server_cert", "client_cert_name", "client_cert_error"):
+        value = tls.get(key)
+        if value is not None and not isinstance(value, str):
+            return f"{where}[{key!r}] must be a str, got {describe(value)}"
+    chain = tls.get("client_cert_chain")
+    if chain is not None and (
+        not isinstance(chain, (list, tuple)) or not all(isinstance(cert, str) for cert in chain)
+    ):
+        return f"{where}['client_cert_chain'] must be a list of str, got {describe(chain)}"
+    return None
+
+
 # -- environ -> scope (AsgiToWsgi) -----------------------------------------------------
 
 _HTTP_VERSIONS = {"1.0": "1.0", "1.1": "1.1", "2": "2", "2.0": "2", "3": "3", "3.0": "3", "0.9": "1.0"}
+# The usual SERVER_PROTOCOL values, found in one lookup.
+_PROTOCOL_VERSIONS: dict[object, str] = {"HTTP/1.1": "1.1", "HTTP/1.0": "1.0", "HTTP/2.0": "2", "HTTP/2": "2"}
 _NOT_HEADERS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
+# The CGI keys build_scope reads as text (besides HTTP_*), for naming an ill-typed one.
+_TEXT_KEYS = (
+    "REQUEST_METHOD",
+    "SCRIPT_NAME",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "SERVER_NAME",
+    "SERVER_PROTOCOL",
+    "REMOTE_ADDR",
+    "CONTENT_TYPE",
+    "CONTENT_LENGTH",
+    "RAW_URI",
+    "REQUEST_URI",
+    "wsgi.url_scheme",
+)
+_PORT_KEYS = ("SERVER_PORT", "REMOTE_PORT")
 
 
 def http_version_from_protocol(protocol: object) -> str:
@@ -261,13 +419,20 @@ def http_version_from_protocol(protocol: object) -> str:
     return _HTTP_VERSIONS.get(version.strip(), "1.1")
 
 
-def _int_or_none(value: object) -> int | None:
-    if isinstance(value, int):
+def _port(environ: Environ, key: str) -> int | None:
+    """SERVER_PORT or REMOTE_PORT as an int; None if absent or not a number.
+
+    An int is accepted as well as a str: werkzeug's dev server sets REMOTE_PORT so.
+    """
+    value = environ.get(key)
+    if type(value) is str or isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    if value is None or type(value) is int:
         return value
-    try:
-        return int(str(value))
-    except ValueError:
-        return None
+    raise InvalidScopeError(environ_type_problem(key, value, "a str (or an int)"))
 
 
 def _raw_path_from_environ(environ: Environ, full: str) -> bytes | None:
@@ -278,8 +443,11 @@ def _raw_path_from_environ(environ: Environ, full: str) -> bytes | None:
     left out then.
     """
     uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
-    if not uri or not isinstance(uri, str):
+    if not uri:
         return None
+    if not isinstance(uri, str):
+        key = "RAW_URI" if environ.get("RAW_URI") else "REQUEST_URI"
+        raise InvalidScopeError(environ_type_problem(key, uri))
     target = uri.partition("?")[0]
     if "://" in target:  # absolute-form: drop scheme://authority
         target = "/" + target.split("://", 1)[1].partition("/")[2]
@@ -297,53 +465,86 @@ def build_scope(environ: Environ) -> Scope:
 
     The environ stays reachable as ``scope["wsgi_environ"]`` for what ASGI has no key
     for (``REMOTE_USER``, ``SSL_*``, ...). Raises :class:`BadRequestError` for a
-    request the ASGI app cannot be given faithfully.
+    request the ASGI app cannot be given faithfully (a bad ``CONTENT_LENGTH``, no
+    ``REQUEST_METHOD``), and :class:`InvalidScopeError`, naming the key, for an environ
+    that breaks PEP 3333: a key or CGI value that is not a ``str``, or text that is not
+    latin-1 (a bug in the WSGI server or in middleware in front of the adapter).
     """
     try:
         return _build_scope(environ)
-    except UnicodeEncodeError as exc:
-        raise BadRequestError(
-            f"the WSGI server put text that is not latin-1 in the environ ({exc}); PEP 3333 "
-            f"strings hold bytes as latin-1 characters"
-        ) from None
+    except (TypeError, AttributeError, UnicodeEncodeError):
+        # The fast path checks types only where a wrong one would pass silently; when
+        # it fails, find the key to name here, off the hot path.
+        problem = environ_problem(environ)
+        if problem is None:
+            raise
+        raise InvalidScopeError(problem) from None
 
 
 def _build_scope(environ: Environ) -> Scope:
-    script_name = environ.get("SCRIPT_NAME", "") or ""
-    full = script_name + (environ.get("PATH_INFO", "") or "")
-    method = environ.get("REQUEST_METHOD") or ""
+    script_name = environ.get("SCRIPT_NAME", "")
+    if type(script_name) is not str:
+        script_name = _environ_text(environ, "SCRIPT_NAME")
+    path_info = environ.get("PATH_INFO", "")
+    if type(path_info) is not str:
+        path_info = _environ_text(environ, "PATH_INFO")
+    full = script_name + path_info
+    method = environ.get("REQUEST_METHOD")
+    if type(method) is not str:
+        method = _environ_text(environ, "REQUEST_METHOD")
     if not method:
         raise BadRequestError("the WSGI environ has no REQUEST_METHOD")
-    scheme = environ.get("wsgi.url_scheme") or "http"
+    scheme = environ.get("wsgi.url_scheme")
+    if type(scheme) is not str:
+        scheme = _environ_text(environ, "wsgi.url_scheme")
+    query = environ.get("QUERY_STRING", "")
+    if type(query) is not str:
+        query = _environ_text(environ, "QUERY_STRING")
 
     headers: list[tuple[bytes, bytes]] = []
+    # str.startswith raises for a key that is not a str (PEP 3333 keys are), which
+    # environ_problem then names; the check costs nothing on the way.
     for key, value in environ.items():
-        if key[:5] == "HTTP_" and key not in _NOT_HEADERS:
+        if key.startswith("HTTP_") and key not in _NOT_HEADERS:
             headers.append((key[5:].lower().replace("_", "-").encode("latin-1"), value.encode("latin-1")))
     content_type = environ.get("CONTENT_TYPE")
     if content_type:
         headers.append((b"content-type", content_type.encode("latin-1")))
     content_length = environ.get("CONTENT_LENGTH")
     if content_length:
+        if not (content_length.isdigit() and content_length.isascii()):
+            content_length = _checked_content_length(content_length)
         headers.append((b"content-length", content_length.encode("latin-1")))
 
     server_name = environ.get("SERVER_NAME")
-    server = [server_name, _int_or_none(environ.get("SERVER_PORT"))] if server_name else None
+    server = None
+    if server_name:
+        if type(server_name) is not str:
+            server_name = _environ_text(environ, "SERVER_NAME")
+        server = [server_name, _port(environ, "SERVER_PORT")]
     remote = environ.get("REMOTE_ADDR")
     client = None
     if remote:
-        port = _int_or_none(environ.get("REMOTE_PORT"))
+        if type(remote) is not str:
+            remote = _environ_text(environ, "REMOTE_ADDR")
+        port = _port(environ, "REMOTE_PORT")
         client = [remote, port if port is not None else 0]
+    protocol = environ.get("SERVER_PROTOCOL")
+    http_version = _PROTOCOL_VERSIONS.get(protocol)
+    if http_version is None:
+        if protocol is not None and not isinstance(protocol, str):
+            raise InvalidScopeError(environ_type_problem("SERVER_PROTOCOL", protocol))
+        http_version = http_version_from_protocol(protocol)
 
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": http_version_from_protocol(environ.get("SERVER_PROTOCOL")),
+        "http_version": http_version,
         "method": method.upper(),
-        "scheme": scheme,
+        "scheme": scheme or "http",
         "path": wsgi_to_text(full) or "/",
         "raw_path": _raw_path_from_environ(environ, full),
-        "query_string": (environ.get("QUERY_STRING") or "").encode("latin-1"),
+        "query_string": query.encode("latin-1"),
         "root_path": wsgi_to_text(script_name),
         "headers": headers,
         "server": server,
@@ -351,3 +552,81 @@ def _build_scope(environ: Environ) -> Scope:
         "extensions": {},
         "wsgi_environ": environ,
     }
+
+
+def _checked_content_length(value: str) -> str:
+    """A CONTENT_LENGTH that is not plain digits: without the spaces or tabs around it
+    (RFC 9110 OWS), so that the app sees the value the adapter reads the body by."""
+    try:
+        return str(parse_content_length(value))
+    except ValueError as exc:
+        raise BadRequestError(f"invalid CONTENT_LENGTH: {exc}") from None
+
+
+def _environ_text(environ: Environ, key: str) -> str:
+    """The slow path of a CGI key that is not exactly a str: None stands for an absent
+    key; a str subclass is taken; anything else breaks PEP 3333."""
+    value = environ.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return str(value)
+    raise InvalidScopeError(environ_type_problem(key, value))
+
+
+def environ_type_problem(key: str, value: object, expected: str = "a str") -> str:
+    return (
+        f"the WSGI environ's {key!r} must be {expected} (PEP 3333), got {describe(value)}: "
+        f"a bug in the WSGI server or in middleware in front of the adapter"
+    )
+
+
+def environ_problem(environ: object) -> str | None:
+    """What breaks PEP 3333 in the parts of a WSGI environ :func:`build_scope` reads,
+    naming the key; None if nothing.
+
+    The check build_scope runs when building failed: a key that is not a str, a CGI
+    value (``HTTP_*`` included) that is not a str, text that is not latin-1.
+    """
+    if not isinstance(environ, Mapping):
+        return f"a WSGI environ must be a dict, got {describe(environ)}"
+    for key in environ:
+        if not isinstance(key, str):
+            return (
+                f"the WSGI environ has a key that is not a str: {describe(key)} (PEP 3333): "
+                f"a bug in the WSGI server or in middleware in front of the adapter"
+            )
+    keys = [key for key in environ if key.startswith("HTTP_") and key not in _NOT_HEADERS]
+    for key in (*_TEXT_KEYS, *keys):
+        value = environ.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            return environ_type_problem(key, value)
+        for text in (key, value):
+            try:
+                text.encode("latin-1")
+            except UnicodeEncodeError:
+                return (
+                    f"the WSGI environ's {key!r} holds text that is not latin-1: {describe(value)}; "
+                    f"PEP 3333 strings hold bytes as latin-1 characters (a bug in the WSGI server "
+                    f"or in middleware in front of the adapter, such as one that decodes "
+                    f"PATH_INFO as UTF-8)"
+                )
+    for key in _PORT_KEYS:
+        value = environ.get(key)
+        if value is not None and (not isinstance(value, (str, int)) or isinstance(value, bool)):
+            return environ_type_problem(key, value, "a str (or an int)")
+    return None
+
+
+def wsgi_input_bytes(data: object) -> bytes:
+    """What ``wsgi.input.read()`` returned, as bytes (a bytearray or memoryview is
+    copied); :class:`InvalidScopeError` naming ``wsgi.input`` for a str or anything
+    else, which breaks PEP 3333 (a bug in the WSGI server or in middleware)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise InvalidScopeError(
+        f"the WSGI environ's 'wsgi.input'.read() must return bytes (PEP 3333), got {describe(data)}: "
+        f"a bug in the WSGI server or in middleware in front of the adapter"
+    )

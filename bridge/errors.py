@@ -24,9 +24,14 @@ class BridgeError(Exception):
 
 
 class InvalidScopeError(BridgeError, ValueError):
-    """The ASGI server handed over a scope or message that breaks the ASGI spec.
+    """The server handed over a scope, message or environ that breaks its spec.
 
-    This is a bug in the server or in middleware in front of the bridge, not in the app.
+    For ``WsgiToAsgi``, an ASGI scope or message that breaks the ASGI spec; for
+    ``AsgiToWsgi``, a WSGI environ that breaks PEP 3333 (a key or CGI value that is not
+    a ``str``, text that is not latin-1, a ``wsgi.input`` whose ``read()`` returns
+    ``str``). The message names the field or key. This is a bug in the server or in
+    middleware in front of the bridge, not in the app nor the client's doing, so it is
+    raised to the server (which answers 500 and logs it) rather than answered with 400.
     """
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from http import HTTPStatus
-from typing import Iterable, NamedTuple
+from typing import Any, Iterable, Mapping, NamedTuple
 
-from .errors import HopByHopHeaderError, ResponseError
+from .errors import HopByHopHeaderError, InvalidScopeError, ResponseError
 
 __all__ = [
     "DEFAULT_PRELOAD_BODY",
@@ -20,6 +20,7 @@ __all__ = [
     "parse_asgi_status",
     "encode_response_headers",
     "parse_content_length",
+    "parse_http_request",
     "parse_status",
     "status_line",
 ]
@@ -97,11 +98,51 @@ def parse_status(status: object) -> int:
 
 
 def parse_content_length(value: str) -> int:
-    """Parse a Content-Length value; raise ``ValueError`` unless it is a plain decimal."""
-    value = value.strip()
+    """Parse a Content-Length value; raise ``ValueError`` unless it is a plain decimal.
+
+    Spaces and tabs around it are allowed (RFC 9110's OWS, which parsers strip);
+    any other whitespace is not.
+    """
     if not (value.isascii() and value.isdigit()):
-        raise ValueError(f"Content-Length must be a non-negative integer, got {value!r}")
+        stripped = value.strip(" \t")
+        if not (stripped.isascii() and stripped.isdigit()):
+            raise ValueError(f"Content-Length must be a non-negative integer, got {value!r}")
+        value = stripped
     return int(value)
+
+
+def parse_http_request(message: Mapping[str, Any]) -> tuple[bytes, bool]:
+    """The ``body`` and ``more_body`` of an ASGI ``http.request`` message, checked.
+
+    Both are optional (``b""`` and ``False``, as the ASGI spec says). ``body`` must be
+    bytes (a bytearray or memoryview is copied into bytes) and ``more_body`` a bool;
+    anything else breaks the ASGI spec, a bug in the server or in middleware in front
+    of the adapter: :class:`~bridge.errors.InvalidScopeError` naming the field.
+    """
+    try:
+        body = message.get("body", b"")
+        more_body = message.get("more_body", False)
+    except AttributeError:
+        raise InvalidScopeError(
+            f"an ASGI http.request message must be a dict, got {describe(message)}"
+        ) from None
+    if type(body) is not bytes:
+        if not isinstance(body, (bytes, bytearray, memoryview)):
+            raise InvalidScopeError(f"http.request message field 'body' must be bytes, got {describe(body)}")
+        body = bytes(body)
+    if type(more_body) is not bool:
+        raise InvalidScopeError(
+            f"http.request message field 'more_body' must be a bool, got {describe(more_body)}"
+        )
+    return body, more_body
+
+
+def describe(value: object) -> str:
+    """A value's type and a short repr, for error messages about ill-typed input."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
 
 
 class EncodedHeaders(NamedTuple):

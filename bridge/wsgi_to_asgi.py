@@ -37,7 +37,13 @@ from ._types import Environ, ExcInfo, Receive, Scope, Send, WriteCallable, WSGIA
 from .environ import DEFAULT_MAX_DUPLICATE_HEADERS, build_environ
 from .errors import AppExitError, BadRequestError, ClientDisconnected, InvalidScopeError, ResponseError
 from .handoff import Closed, Handoff
-from .http import DEFAULT_PRELOAD_BODY, encode_response_headers, parse_content_length, parse_status
+from .http import (
+    DEFAULT_PRELOAD_BODY,
+    encode_response_headers,
+    parse_content_length,
+    parse_http_request,
+    parse_status,
+)
 from .workers import AnyioWorkers, AsyncioWorkers, Workers, is_cancellation
 from .wsgi_streams import ErrorStream, StreamingInput
 
@@ -106,7 +112,8 @@ class WsgiToAsgi:
             raise ValueError(f"max_duplicate_headers must be at least 1, got {max_duplicate_headers}")
         if preload_body < 0:
             raise ValueError(f"preload_body must be 0 or more, got {preload_body}")
-        self.wsgi_app = wsgi_app
+        #: The wrapped WSGI app; replaceable, as a2wsgi's (Connexion wraps it in place).
+        self.app = wsgi_app
         self.max_threads = max_threads
         self.strict = strict
         self.max_duplicate_headers = max_duplicate_headers
@@ -200,8 +207,6 @@ class WsgiToAsgi:
         if type(body) is not bytes or type(more_body) is not bool:
             # The slow path: bytes-like bodies are copied, anything else is refused,
             # naming the field (a str body must never reach the app).
-            from .http import parse_http_request  # noqa: PLC0415
-
             body, more_body = parse_http_request(message)
         if more_body and limit is not None:
             if len(body) < limit <= self.preload_body:
@@ -217,7 +222,7 @@ class WsgiToAsgi:
             remaining = None
         workers = self._get_workers()
         receiver = _Receiver(receive, workers, not more_body, remaining)
-        exchange = _Exchange(self.wsgi_app, environ, send, errors, self.strict, receiver, workers)
+        exchange = _Exchange(self.app, environ, send, errors, self.strict, receiver, workers)
         if receiver.body_complete:
             if limit is not None and len(body) > limit:
                 body = body[:limit]
@@ -310,9 +315,7 @@ async def _read_known_length(receive: Receive, first: bytes, length: int) -> byt
         chunk = message.get("body", b"")
         more = message.get("more_body", False)
         if type(chunk) is not bytes or type(more) is not bool:
-            from .http import parse_http_request  # noqa: PLC0415 (the slow path)
-
-            chunk, more = parse_http_request(message)
+            chunk, more = parse_http_request(message)  # the slow path: copy, or refuse
         if chunk:
             parts.append(chunk)
             received += len(chunk)
@@ -393,6 +396,13 @@ class _Receiver:
                 elif kind == "http.request" and body is not None and not self.body_complete:
                     chunk = message.get("body", b"")
                     more = message.get("more_body", False)
+                    if type(chunk) is not bytes or type(more) is not bool:
+                        try:  # the slow path: copy, or refuse (a str must never reach the app)
+                            chunk, more = parse_http_request(message)
+                        except InvalidScopeError as exc:
+                            self.error = str(exc)
+                            logger.warning("stopped receiving: %s", self.error)
+                            return
                     if self.remaining is not None:
                         if len(chunk) >= self.remaining:
                             chunk, more = chunk[: self.remaining], False  # never past Content-Length
@@ -987,13 +997,21 @@ async def _refuse_websocket(receive: Receive, send: Send) -> None:
 
 
 def _content_length(environ: Environ) -> int | None:
+    """The request's Content-Length, parsed; BadRequestError if it is not a number.
+
+    A value with spaces or tabs around it (RFC 9110 OWS, which servers normally strip)
+    is stripped in the environ too, so the app reads the length the adapter uses.
+    """
     value = environ.get("CONTENT_LENGTH")
     if value is None:
         return None
     try:
-        return parse_content_length(value)
+        length = parse_content_length(value)
     except ValueError as exc:
-        raise BadRequestError(str(exc)) from None
+        raise BadRequestError(f"invalid Content-Length header: {exc}") from None
+    if not value.isdigit():
+        environ["CONTENT_LENGTH"] = value.strip(" \t")
+    return length
 
 
 async def _send_simple(send: Send, status: int, body: bytes) -> None:

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.environ import build_scope, http_version_from_protocol
-from bridge.errors import BadRequestError, ResponseError
+from bridge.errors import BadRequestError, InvalidScopeError, ResponseError
 from bridge.http import decode_asgi_headers, parse_asgi_status
 
 LATIN1 = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0xFF))
@@ -401,8 +401,10 @@ def test_decode_asgi_headers_round_trip(pairs: list[tuple[str, bytes]]) -> None:
 
 
 @pytest.mark.parametrize("key", ["PATH_INFO", "QUERY_STRING", "HTTP_X_THING"])
-def test_non_latin1_environ_text_is_a_bad_request(key: str) -> None:
-    # A server that breaks PEP 3333 (text above U+00FF) gets a 400, not a crash.
+def test_non_latin1_environ_text_is_an_invalid_environ(key: str) -> None:
+    # A server or middleware that breaks PEP 3333 (text above U+00FF) is a bug on the
+    # server's side, not the client's: InvalidScopeError naming the key (the WSGI
+    # server answers 500 and logs it), not a crash deep inside, and not a 400.
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", key: "price €5"}
-    with pytest.raises(BadRequestError, match="latin-1"):
+    with pytest.raises(InvalidScopeError, match=f"'{key}' holds text that is not latin-1"):
         build_scope(environ)
