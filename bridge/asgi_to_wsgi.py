@@ -143,12 +143,16 @@ class AsgiToWsgi:
         portal = self._loop.portal
         if self._ready and portal is not None and not self._loop.forked():
             if self._startup_error is not None:
-                raise self._startup_error
+                raise self._startup_failed()
             return portal
         with self._lock:
             if self._loop.forked():
                 self._reset()
             if not self._ready or self._loop.portal is None:
+                if _exiting:
+                    # Closed at exit; a request still running in a non-daemon thread must
+                    # not start the loop and the app's lifespan again.
+                    raise BridgeError("the interpreter is exiting: AsgiToWsgi serves no more requests")
                 self._startup_error = None
                 portal = self._loop.start()
                 if self.lifespan_mode != "off":
@@ -162,12 +166,22 @@ class AsgiToWsgi:
                         self._lifespan.startup(portal)
                     except LifespanError as exc:
                         logger.error("%s; every request will fail until the app is fixed", exc)
-                        self._startup_error = exc
+                        # Without the frames it was raised through: they hold this request.
+                        self._startup_error = exc.with_traceback(None)
                 self._ready = True
             if self._startup_error is not None:
-                raise self._startup_error
+                raise self._startup_failed()
             assert self._loop.portal is not None
             return self._loop.portal
+
+    def _startup_failed(self) -> LifespanError:
+        """A fresh error for each refused request: raising the stored one again would
+        chain every request's frames (and environ) onto its traceback, for good."""
+        stored = self._startup_error
+        assert stored is not None
+        error = LifespanError(*stored.args)
+        error.__cause__ = stored.__cause__
+        return error
 
     def close(self) -> None:
         """Run lifespan shutdown and stop the event loop thread. Safe to call twice;
@@ -793,7 +807,12 @@ def _after_fork_in_child() -> None:
         adapter._reset()
 
 
+_exiting = False
+
+
 def _close_all_at_exit() -> None:
+    global _exiting
+    _exiting = True
     for adapter in list(_live_adapters):
         try:
             adapter.close()
@@ -801,6 +820,29 @@ def _close_all_at_exit() -> None:
             logger.exception("closing %r at exit failed", adapter)
 
 
+def _register_exit_hook() -> None:
+    """Close every adapter (lifespan shutdown, loop stopped) when the interpreter exits.
+
+    In the threading module's exit hooks, not only in ``atexit``: the interpreter runs
+    those first, in reverse order of registration, and only then joins the non-daemon
+    threads and runs ``atexit``. By then ``concurrent.futures`` has shut its pools
+    (``run_in_executor``, ``asyncio.to_thread`` and ``getaddrinfo`` in a shutdown raise
+    "cannot schedule new futures after interpreter shutdown"), and a non-daemon thread
+    that the app stops in its lifespan shutdown would be joined forever first. Importing
+    ``concurrent.futures.thread`` before registering puts our hook before its own. The
+    ``atexit`` hook stays as a fallback; ``close()`` twice is a no-op.
+    """
+    import concurrent.futures.thread  # noqa: F401, PLC0415 - registers its exit hook first
+
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(_close_all_at_exit)
+        except RuntimeError:  # imported while the interpreter is already shutting down
+            logger.debug("too late for a threading exit hook; closing in atexit only")
+    atexit.register(_close_all_at_exit)
+
+
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_close_all_at_exit)
+_register_exit_hook()

@@ -232,3 +232,34 @@ async def test_wsgi_to_asgi_request_objects_die_by_refcount(no_gc: None, mode: s
         while alive and time.monotonic() < deadline:
             await anyio.sleep(0.01)
         assert not alive, f"WsgiToAsgi {mode}: request objects still alive with gc disabled"
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_requests_refused_after_a_failed_startup_leave_nothing_behind(no_gc: None, backend: str) -> None:
+    """Every request after a failed lifespan startup raises LifespanError: a fresh one,
+    so no request's frames (holding its environ) chain onto a stored traceback."""
+    from bridge import LifespanError
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await receive()
+            await send({"type": "lifespan.startup.failed", "message": "no database"})
+
+    alive: weakref.WeakSet[Token] = weakref.WeakSet()
+    adapter = AsgiToWsgi(app, backend=backend, lifespan="on")
+    try:
+        errors = []
+        for _ in range(3):
+            environ = make_environ()
+            environ["test.token"] = token = Token()
+            alive.add(token)
+            del token
+            with pytest.raises(LifespanError, match="no database") as caught:
+                adapter(environ, StartResponse())
+            errors.append(caught.value)
+            del environ, caught
+        assert len({id(e) for e in errors}) == 3
+        del errors
+        assert not alive, f"{len(alive)} refused request(s) still alive"
+    finally:
+        adapter.close()
