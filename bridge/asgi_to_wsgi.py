@@ -428,6 +428,9 @@ class _Call:
             self.task_ended = True
             if self.task is not None:
                 _running_tasks.discard(self.task)
+            # A cancelled task (or the portal's future) keeps its CancelledError, whose
+            # traceback holds this frame, which holds this call: let go of it.
+            self.task = self.future = None
             if self._ended is not None:
                 self._ended.set()
 

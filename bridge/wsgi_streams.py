@@ -11,12 +11,18 @@ import io
 import logging
 from typing import IO, Callable, Iterable, Iterator, Tuple
 
+from .errors import ClientDisconnected
+
 __all__ = ["ErrorStream", "FileWrapper", "StreamingInput"]
 
 errors_logger = logging.getLogger("bridge.wsgi.errors")
 
 # pull() returns the next chunk of the request body and whether more is to come.
 Pull = Callable[[], Tuple[bytes, bool]]
+
+
+def _request_over() -> Tuple[bytes, bool]:
+    raise ClientDisconnected("the request is over; its body can no longer be read")
 
 
 class StreamingInput:
@@ -37,6 +43,12 @@ class StreamingInput:
         self._eof = False
         self._buffer = bytearray()
         self._append(first)
+
+    def detach(self) -> None:
+        """The request is over: let go of the source (the adapter's request state, which
+        holds the environ that holds this stream: a reference cycle otherwise). A read
+        that needs more than is buffered then raises ClientDisconnected."""
+        self._pull = _request_over
 
     @property
     def at_eof(self) -> bool:

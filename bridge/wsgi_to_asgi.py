@@ -223,6 +223,7 @@ class WsgiToAsgi:
         workers = self._get_workers()
         receiver = _Receiver(receive, workers, not more_body, remaining)
         exchange = _Exchange(self.app, environ, send, errors, self.strict, receiver, workers)
+        streaming: StreamingInput | None = None
         if receiver.body_complete:
             if limit is not None and len(body) > limit:
                 body = body[:limit]
@@ -230,7 +231,7 @@ class WsgiToAsgi:
         else:
             # The rest of the body streams in while the app runs: once the app reads,
             # the receiver task takes it from the server and hands it over, bounded.
-            environ["wsgi.input"] = StreamingInput(body, exchange.pull_body, limit)
+            environ["wsgi.input"] = streaming = StreamingInput(body, exchange.pull_body, limit)
 
         handled: BaseException | None = None
         try:
@@ -262,6 +263,8 @@ class WsgiToAsgi:
             # Held by the exchange, an error's traceback (whose frames hold the exchange)
             # would keep the whole request alive until a full garbage collection.
             exchange.handled_error = exchange.stream_error = exchange.send_error = None
+            if streaming is not None:
+                streaming.detach()  # environ -> wsgi.input -> exchange -> environ
         if handled is not None:
             # The app answered its own error with start_response(..., exc_info); that
             # response went out whole. Re-raise so the server logs it, as uvicorn would.
@@ -723,7 +726,9 @@ class _Exchange:
                     ) from None
                 self.iterator = iterator
                 finished = True
-                for chunk in iterator:
+                # write() may have reached the declared Content-Length already: then
+                # nothing more is asked of the iterable (PEP 3333), only close().
+                for chunk in () if self.complete else iterator:
                     if self._accept(chunk):
                         chunks.append(self._clip(chunk))
                         finished = self.complete

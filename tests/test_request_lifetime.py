@@ -173,6 +173,7 @@ def wsgi_app(mode: str, alive: weakref.WeakSet[Token], closed: threading.Event) 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         token = Token()
         alive.add(token)
+        environ["test.token"] = token  # the environ must die too (wsgi.input refers back)
         environ["wsgi.input"].read()
         if mode == "error-before-start":
             closed.set()  # no iterable: nothing to close

@@ -1927,3 +1927,30 @@ async def test_a_request_runs_on_one_thread_from_call_to_close(chunks: int) -> N
         assert result.body == b"x" * 100_000 * chunks
         assert seen[0][0] == "call" and seen[-1][0] == "close"
         assert len({thread for _, thread in seen}) == 1, seen
+
+
+async def test_nothing_more_is_asked_of_the_iterable_once_write_reached_content_length() -> None:
+    """PEP 3333: once the declared Content-Length is sent, the server stops iterating;
+    the iterable is only closed. An app whose generator would fail if asked gets a
+    complete response (found by the property tests)."""
+    closed = []
+
+    class Rest:
+        def __iter__(self) -> Rest:
+            return self
+
+        def __next__(self) -> bytes:
+            raise RuntimeError("asked for more after Content-Length was reached")
+
+        def close(self) -> None:
+            closed.append(True)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Rest:
+        write = start_response("200 OK", [("Content-Length", "3")])
+        write(b"abc")
+        return Rest()
+
+    exchange = await request(WsgiToAsgi(app))
+    assert exchange.body == b"abc"
+    assert exchange.complete
+    assert closed == [True]
