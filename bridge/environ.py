@@ -125,7 +125,7 @@ def _build(scope: Scope, errors: Any, multithread: bool, max_duplicates: int) ->
     port = None
     if server is not None:
         host, port = server
-        if type(host) is not str or (port is not None and type(port) is not int):
+        if type(host) is not str or (port is not None and not _is_port(port)):
             raise InvalidScopeError(_address_problem("server", server))
     if port is not None:
         environ["SERVER_NAME"] = host
@@ -138,7 +138,7 @@ def _build(scope: Scope, errors: Any, multithread: bool, max_duplicates: int) ->
     client = scope.get("client")
     if client is not None:
         host, port = client
-        if type(host) is not str or (port is not None and type(port) is not int):
+        if type(host) is not str or (port is not None and not _is_port(port)):
             raise InvalidScopeError(_address_problem("client", client))
         environ["REMOTE_ADDR"] = host
         if port is not None:
@@ -295,6 +295,12 @@ def _server_protocol(version: object) -> str:
     if not isinstance(version, str):
         raise InvalidScopeError(f"scope['http_version'] must be a str like '1.1', got {describe(version)}")
     return f"HTTP/{version}"
+
+
+def _is_port(port: object) -> bool:
+    # The spec says int; granian sends the port as a string of digits, and a server
+    # that works with uvicorn's users must keep working: both become SERVER_PORT text.
+    return type(port) is int or (type(port) is str and port.isascii() and port.isdigit())
 
 
 def _address_problem(key: str, address: object) -> str:
