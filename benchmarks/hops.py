@@ -368,7 +368,9 @@ class HopCounter:
         me = threading.get_ident()
         for obj in gc.get_objects():
             if (
-                isinstance(obj, base_events.BaseEventLoop)
+                # type(), not isinstance(): isinstance() asks a lazy proxy (Django's
+                # settings) for its __class__, which sets it up, or raises.
+                issubclass(type(obj), base_events.BaseEventLoop)
                 and obj.is_running()
                 and getattr(obj, "_thread_id", None) != me
             ):

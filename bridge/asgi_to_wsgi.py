@@ -393,6 +393,8 @@ class _Call:
         self.space: anyio.Event | None = None
         self.start_seen = False
         self.finished = False  # the final body message was sent
+        self.broken: str | None = None  # how the app first broke the response protocol
+        self.failed_early = False  # ...and the request failed while its task ran on
         self.aborted = False  # the WSGI server closed the response early: client gone
         self.task_ended = False  # set on the loop when the app's task is over
         self.asyncio_loop = adapter._loop.asyncio_loop
@@ -449,6 +451,8 @@ class _Call:
                 logger.debug("the ASGI app stopped after its client left: %r", error)
             else:
                 logger.error("the ASGI app raised after its client left", exc_info=error)
+        elif self.failed_early:
+            logger.debug("the ASGI app raised after its request failed", exc_info=error)
         else:
             self._emit((_ERROR, error))
             return
@@ -462,6 +466,12 @@ class _Call:
         # The whole body was delivered: http.disconnect comes only once the response
         # is complete or the client has gone (ASGI www spec, "Disconnect").
         if not self.response_done:
+            if self.broken is not None and not self.failed_early:
+                # The app broke the response protocol, swallowed the error, and now
+                # waits for the client to leave, which a WSGI server cannot report
+                # while it waits for the response: fail the request now.
+                self.failed_early = True
+                self._emit((_ERROR, ResponseError(self.broken)))  # (a fresh one: never raised here)
             if self._response_over is None:
                 self._response_over = anyio.Event()
             await self._response_over.wait()
@@ -473,18 +483,16 @@ class _Call:
         try:
             kind = message["type"]
         except (KeyError, TypeError):
-            raise ResponseError(
-                f"an ASGI message must be a dict with a 'type' key, got {message!r}"
-            ) from None
+            raise self._refuse(f"an ASGI message must be a dict with a 'type' key, got {message!r}") from None
         if kind == "http.response.body":
             if not self.start_seen:
-                raise ResponseError("the ASGI app sent http.response.body before http.response.start")
+                raise self._refuse("the ASGI app sent http.response.body before http.response.start")
             if self.finished:
                 return  # ASGI: messages after the final body are ignored
             body = message.get("body", b"")
             if type(body) is not bytes:
                 if not isinstance(body, (bytes, bytearray, memoryview)):
-                    raise ResponseError(f"http.response.body 'body' must be bytes, got {type(body).__name__}")
+                    raise self._refuse(f"http.response.body 'body' must be bytes, got {type(body).__name__}")
                 body = bytes(body)
             more = bool(message.get("more_body", False))
             if not more:
@@ -497,11 +505,14 @@ class _Call:
                 await self._reserve(len(body))
         elif kind == "http.response.start":
             if self.start_seen:
-                raise ResponseError("the ASGI app sent http.response.start twice")
+                raise self._refuse("the ASGI app sent http.response.start twice")
             if "status" not in message:
-                raise ResponseError("http.response.start has no 'status'")
-            status = parse_asgi_status(message["status"])
-            headers = decode_asgi_headers(message.get("headers", ()))
+                raise self._refuse("http.response.start has no 'status'")
+            try:
+                status = parse_asgi_status(message["status"])
+                headers = decode_asgi_headers(message.get("headers", ()))
+            except ResponseError as exc:
+                raise self._refuse(str(exc)) from None
             self.start_seen = True
             # Held back and put just before what follows, so that the WSGI thread
             # wakes once for the status and the first body, not twice.
@@ -509,7 +520,15 @@ class _Call:
         elif kind == "http.response.trailers":
             return  # never advertised; WSGI has no trailers
         else:
-            raise ResponseError(f"unsupported ASGI message type {kind!r} for an http scope")
+            raise self._refuse(f"unsupported ASGI message type {kind!r} for an http scope")
+
+    def _refuse(self, reason: str) -> ResponseError:
+        """The app broke the response protocol: the error to raise into its send(). As
+        under uvicorn or hypercorn, an app that catches it and goes on correctly still
+        answers; one that then waits for a disconnect fails (see receive())."""
+        if self.broken is None:
+            self.broken = reason
+        return ResponseError(reason)
 
     async def _reserve(self, size: int) -> None:
         """Account for buffered bytes (of non-final bodies: the final one needs no
@@ -648,6 +667,7 @@ class _Call:
             elif kind is _START:
                 status, headers = event[1], event[2]
             elif kind is _ERROR:
+                self._let_go()
                 error = event[1]
                 try:
                     raise error
@@ -670,6 +690,13 @@ class _Call:
                 return [b"".join(chunks)] if not self.head else []
             return _CompleteResponse([b"".join(chunks)] if not self.head else [], self)
         return _ResponseIterator(self, chunks)
+
+    def _let_go(self) -> None:
+        """The request failed while the app's task may still run (it swallowed the
+        error of a broken send()): tell it the client is gone, and cancel it after the
+        grace period, as when the server closes a response early."""
+        if not self.task_ended:
+            self.abort(wait=False)
 
     def await_return(self) -> None:
         """From the response's close(): the client has the whole response; give the
@@ -750,6 +777,7 @@ class _ResponseIterator:
                     return data  # type: ignore[no-any-return]
             elif kind is _ERROR:
                 self.done = True
+                call._let_go()
                 error = event[1]
                 try:
                     raise error

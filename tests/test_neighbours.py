@@ -6,6 +6,7 @@ freeze the event loop, nor spin, nor wait out a timeout, nor break the drop-in.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -171,3 +172,42 @@ def test_wsgi_to_asgi_app_is_the_wrapped_app_and_writable() -> None:
         return exchange.body
 
     assert anyio.run(serve) == b"second"
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_app_swallowing_a_protocol_error_then_waiting_does_not_hold_the_thread(backend: str) -> None:
+    """The app sends a body before any start, catches bridge's ResponseError, and waits
+    in receive() for the client to leave: a WSGI server cannot report that while it
+    waits for the response, so the request fails at once (found by the property tests)."""
+    from bridge import ResponseError
+
+    got: list[Message] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        with contextlib.suppress(ResponseError):  # the careless app this test is about
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await receive()  # the (empty) request body
+        got.append(await receive())  # the disconnect it waits for
+
+    adapter = AsgiToWsgi(app, backend=backend, lifespan="off", disconnect_grace=0.1)
+    try:
+        outcome: list[BaseException] = []
+
+        def serve() -> None:
+            try:
+                call(adapter)
+            except BaseException as exc:  # recorded for the assertion
+                outcome.append(exc)
+
+        worker = threading.Thread(target=serve)
+        worker.start()
+        worker.join(10)
+        assert not worker.is_alive(), "the WSGI thread still waits for a response"
+        assert len(outcome) == 1 and isinstance(outcome[0], ResponseError), outcome
+        assert "before http.response.start" in str(outcome[0])
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert got == [{"type": "http.disconnect"}]
+    finally:
+        adapter.close()
