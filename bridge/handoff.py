@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from typing import Awaitable, Callable, Generic, Protocol, TypeVar
+from typing import Any, Awaitable, Callable, Generic, Protocol, TypeVar
 
 __all__ = ["Closed", "Handoff", "LoopRef"]
 
@@ -46,29 +46,35 @@ class LoopRef:
     for backend implementers that older anyio releases lack).
     """
 
-    __slots__ = ("call_soon", "new_event", "thread")
+    __slots__ = ("_asyncio_loop", "_trio_token", "new_event", "thread")
 
     def __init__(self) -> None:
         self.thread = threading.get_ident()
-        self.call_soon: Callable[..., object]
         self.new_event: Callable[[], _Event]
+        self._asyncio_loop: asyncio.AbstractEventLoop | None = None
+        self._trio_token: Any = None
         try:
-            loop = asyncio.get_running_loop()
+            self._asyncio_loop = asyncio.get_running_loop()
         except RuntimeError:  # not asyncio: the only other loop anyio runs on is trio's
             import trio  # noqa: PLC0415 - optional dependency
 
-            self.call_soon = trio.lowlevel.current_trio_token().run_sync_soon
+            self._trio_token = trio.lowlevel.current_trio_token()
             self.new_event = trio.Event
         else:
-            self.call_soon = loop.call_soon_threadsafe
             self.new_event = asyncio.Event
 
     def wake(self, event: _Event) -> bool:
         """From another thread: set ``event`` on the loop. False if the loop has ended
         (asyncio raises ``RuntimeError`` then, trio its subclass ``RunFinishedError``):
         nobody is left to wake."""
+        # The loop's method is looked up on each call, not bound once: the benchmarks'
+        # hop counter (benchmarks/hops.py) counts wake-ups by wrapping it on the class.
+        loop = self._asyncio_loop
         try:
-            self.call_soon(event.set)
+            if loop is not None:
+                loop.call_soon_threadsafe(event.set)
+            else:
+                self._trio_token.run_sync_soon(event.set)
         except RuntimeError:
             return False
         return True
