@@ -20,7 +20,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable, Coroutine, TypeVar
+from typing import Any, Callable, Coroutine, NoReturn, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -164,11 +164,7 @@ class AnyioWorkers(Workers):
             cancelled = True
             raise
         if failure:
-            error = failure.pop()
-            try:
-                raise error
-            finally:
-                del error  # this frame joins the traceback: no cycle through it
+            _raise_popped(failure)
         return results.pop()  # type: ignore[return-value]
 
     def spawn(self, func: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], object]:
@@ -233,11 +229,7 @@ class AsyncioWorkers(Workers):
             cancelled = True  # still queued for a thread: then it never runs
             raise
         if failure:
-            error = failure.pop()
-            try:
-                raise error
-            finally:
-                del error  # this frame joins the traceback: no cycle through it
+            _raise_popped(failure)
         return result  # type: ignore[return-value]
 
     def call_loop(
@@ -255,6 +247,17 @@ class AsyncioWorkers(Workers):
 
     async def checkpoint(self) -> None:
         await asyncio.sleep(0)
+
+
+def _raise_popped(failure: list[BaseException]) -> NoReturn:
+    """Raise the error a worker left in ``failure``. Every frame it passes through joins
+    its traceback, so none may keep a name for it (a cycle, alive until a full
+    collection): the callers pass the list, and this frame lets go as it raises."""
+    error = failure.pop()
+    try:
+        raise error
+    finally:
+        del error
 
 
 def _resolve(waiter: asyncio.Future[T], result: T) -> None:

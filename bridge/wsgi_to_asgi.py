@@ -192,12 +192,7 @@ class WsgiToAsgi:
             return
 
         message = await receive()
-        try:
-            kind = message.get("type")
-        except AttributeError:
-            raise InvalidScopeError(
-                f"receive() must return an ASGI message (a dict), got {type(message).__name__}"
-            ) from None
+        kind = _message_type(message)
         if kind == "http.disconnect":
             return  # the client left before the request began: nothing to run
         if kind != "http.request":
@@ -305,12 +300,7 @@ async def _read_known_length(receive: Receive, first: bytes, length: int) -> byt
     received = len(first)
     while received < length:
         message = await receive()
-        try:
-            kind = message.get("type")
-        except AttributeError:
-            raise InvalidScopeError(
-                f"receive() must return an ASGI message (a dict), got {type(message).__name__}"
-            ) from None
+        kind = _message_type(message)
         if kind == "http.disconnect":
             return None
         if kind != "http.request":
@@ -325,6 +315,15 @@ async def _read_known_length(receive: Receive, first: bytes, length: int) -> byt
         if not more:
             break
     return b"".join(parts)
+
+
+def _message_type(message: Any) -> object:
+    try:
+        return message.get("type")
+    except AttributeError:
+        raise InvalidScopeError(
+            f"receive() must return an ASGI message (a dict), got {type(message).__name__}"
+        ) from None
 
 
 class _Receiver:
