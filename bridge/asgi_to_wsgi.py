@@ -17,7 +17,6 @@ import queue
 import threading
 import time
 import weakref
-from concurrent.futures import Future
 from typing import Any, Callable, Coroutine, Iterable, Iterator, Literal
 
 import anyio
@@ -395,6 +394,7 @@ class _Call:
         self.finished = False  # the final body message was sent
         self.broken: str | None = None  # how the app first broke the response protocol
         self.failed_early = False  # ...and the request failed while its task ran on
+        self.reading = True  # the WSGI thread still takes events (see _stop_reading)
         self.aborted = False  # the WSGI server closed the response early: client gone
         self.task_ended = False  # set on the loop when the app's task is over
         self.asyncio_loop = adapter._loop.asyncio_loop
@@ -407,7 +407,7 @@ class _Call:
         self.backlog: tuple[Any, ...] | None = None  # the event that came with the start
         self._response_over: anyio.Event | None = None
         self._ended: anyio.Event | None = None
-        self.future: Future[None] | None = None  # the app's task, on trio
+        self.cancel_scope: anyio.CancelScope | None = None  # the app's task, on trio
         self.task: asyncio.Task[None] | None = None  # the app's task, on asyncio
 
     # -- on the loop -----------------------------------------------------------------------
@@ -430,9 +430,9 @@ class _Call:
             self.task_ended = True
             if self.task is not None:
                 _running_tasks.discard(self.task)
-            # A cancelled task (or the portal's future) keeps its CancelledError, whose
-            # traceback holds this frame, which holds this call: let go of it.
-            self.task = self.future = None
+            # A cancelled task keeps its CancelledError, whose traceback holds this
+            # frame, which holds this call: let go of it.
+            self.task = self.cancel_scope = None
             if self._ended is not None:
                 self._ended.set()
 
@@ -454,8 +454,11 @@ class _Call:
         elif self.failed_early:
             logger.debug("the ASGI app raised after its request failed", exc_info=error)
         else:
-            self._emit((_ERROR, error))
-            return
+            with self.lock:
+                if self.reading:
+                    self._emit((_ERROR, error))
+                    return
+            logger.error("the ASGI app raised after its response was handed over", exc_info=error)
         self._emit((_END,))
 
     async def receive(self) -> Message:
@@ -569,8 +572,8 @@ class _Call:
             logger.warning("cancelling the ASGI app's task: its client left %s s ago", self.grace)
             if self.task is not None:
                 self.task.cancel()
-            elif self.future is not None:
-                self.future.cancel()
+            elif self.cancel_scope is not None:
+                self.cancel_scope.cancel()
 
     def start(self) -> None:
         """Start the app's task on the loop, without waiting for the loop to acknowledge."""
@@ -581,7 +584,14 @@ class _Call:
             # callbacks would be pure cost (a fifth of the adapter's time per hello).
             loop.call_soon_threadsafe(self._create_task, loop)
         else:
-            self.future = self.portal.start_task_soon(self.run)
+            self.portal.start_task_soon(self._run_in_scope)
+
+    async def _run_in_scope(self) -> None:
+        # A scope of our own to cancel the task by, from the loop: cancelling the
+        # portal's future works only from another thread before anyio 4.12.
+        with anyio.CancelScope() as cancel_scope:
+            self.cancel_scope = cancel_scope
+            await self.run()
 
     def _create_task(self, loop: asyncio.AbstractEventLoop) -> None:
         self.task = task = loop.create_task(self.run())
@@ -681,6 +691,7 @@ class _Call:
         assert status is not None
         start_response(status, headers)
         if head_cut:
+            self._stop_reading()
             self.abort(wait=False)
             return []
         if complete:
@@ -690,6 +701,21 @@ class _Call:
                 return [b"".join(chunks)] if not self.head else []
             return _CompleteResponse([b"".join(chunks)] if not self.head else [], self)
         return _ResponseIterator(self, chunks)
+
+    def _stop_reading(self) -> None:
+        """The WSGI thread reads no more events while the app's task may still run:
+        an error it reports from now on is only logged (queued, nobody would take it,
+        and its traceback would keep this call alive), and one queued already goes."""
+        with self.lock:
+            self.reading = False
+            self.wsgi_done = True  # body reads from now on get a disconnect
+            while True:
+                try:
+                    event = self.events.get_nowait()
+                except queue.Empty:
+                    return
+                if event[0] is _READ:
+                    event[1].answer((b"", False, True))
 
     def _let_go(self) -> None:
         """The request failed while the app's task may still run (it swallowed the

@@ -91,7 +91,8 @@ class LoopThread:
         portal, thread = self.portal, self._thread
         if portal is None or thread is None or self.forked():
             return
-        with contextlib.suppress(RuntimeError, anyio.RunFinishedError):  # already stopping
+        # Already stopping: anyio's RunFinishedError (4.11 and later) is a RuntimeError.
+        with contextlib.suppress(RuntimeError):
             portal.call(portal.stop, True)
         if thread is not threading.current_thread():
             thread.join(timeout)

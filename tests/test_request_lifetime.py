@@ -12,6 +12,7 @@ Both directions, both backends.
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 import time
 import weakref
@@ -263,4 +264,36 @@ def test_requests_refused_after_a_failed_startup_leave_nothing_behind(no_gc: Non
         del errors
         assert not alive, f"{len(alive)} refused request(s) still alive"
     finally:
+        adapter.close()
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_app_raising_after_a_head_response_was_handed_over_leaves_nothing_behind(
+    no_gc: None, backend: str
+) -> None:
+    """HEAD: bridge answers at the first empty body message (no bytes will come), and
+    the WSGI server reads no more. An app that raises right after that message has its
+    error queued behind it, where nobody takes it: it must not stay there (found by the
+    property tests on Python 3.9)."""
+    alive: weakref.WeakSet[Token] = weakref.WeakSet()
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        token = Token()
+        alive.add(token)
+        await send(start())
+        await send(body(b"", more=True))
+        raise Boom(token)  # before the WSGI thread has even woken up, most times
+
+    # Its log record (with the traceback) would be kept by pytest's log capture.
+    logger = logging.getLogger("bridge.asgi_to_wsgi")
+    logger.disabled = True
+    adapter = AsgiToWsgi(app, backend=backend, lifespan="off", disconnect_grace=0.2)
+    try:
+        for _ in range(5):
+            result = adapter(make_environ(method="HEAD"), StartResponse())
+            assert list(result) == []
+            del result
+            wait_dead(alive, "AsgiToWsgi HEAD, app error right after the first empty body")
+    finally:
+        logger.disabled = False
         adapter.close()
