@@ -39,6 +39,8 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import httpx
 
+from tests.gunicorn_flags import GUNICORN_NO_CONTROL_SOCKET  # noqa: F401 - the harness exports it
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.servers import CLIENT_TIMEOUT, ServerProcess
+from tests.servers import CLIENT_TIMEOUT, GUNICORN_NO_CONTROL_SOCKET, ServerProcess
 
 from .launch import Serve
 
@@ -59,7 +59,7 @@ def test_fastapi_lifespan_under_gunicorn_preload(serve: Serve) -> None:
         "-w", "2",
         "-k", "gthread",
         "--threads", "4",
-        "--no-control-socket",
+        *GUNICORN_NO_CONTROL_SOCKET,
         "-b", "127.0.0.1:{port}",
         "examples.fastapi_gunicorn:app",
         ready=None,

@@ -23,7 +23,15 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import pytest
 
-from tests.servers import ServerProcess, Shutdown, http_ready, start, tcp_ready, wait_until
+from tests.servers import (
+    GUNICORN_NO_CONTROL_SOCKET,
+    ServerProcess,
+    Shutdown,
+    http_ready,
+    start,
+    tcp_ready,
+    wait_until,
+)
 
 PACKAGE = "tests.integration_asgi_apps"
 FASTAPI_APP = f"{PACKAGE}.fastapi_app:app"
@@ -86,7 +94,7 @@ class ServerSpec:
                 "--graceful-timeout", str(self.graceful_timeout),
                 "--timeout", "60",
                 "--log-level", "info",
-                "--no-control-socket",
+                *GUNICORN_NO_CONTROL_SOCKET,
             ]  # fmt: skip
             if self.kind == "gunicorn-gthread":
                 cmd += ["--threads", str(self.threads)]

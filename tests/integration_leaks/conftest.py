@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from tests.servers import ServerProcess, Shutdown, http_ready, start
+from tests.servers import GUNICORN_NO_CONTROL_SOCKET, HOST, ServerProcess, Shutdown, http_ready, start
 
 PACKAGE = "tests.integration_leaks"
 WSGI_SIDE = f"{PACKAGE}.wsgi_side:app"
@@ -55,7 +55,7 @@ def command(kind: str, app: str) -> Callable[[int], list[str]]:
             cmd = [
                 PY, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
                 "--worker-class", kind.split("-", 1)[1], "--graceful-timeout", "5", "--timeout", "60",
-                "--log-level", "warning", "--no-control-socket",
+                "--log-level", "warning", *GUNICORN_NO_CONTROL_SOCKET,
             ]  # fmt: skip
             if kind == "gunicorn-gthread":
                 cmd += ["--threads", "4"]
@@ -66,7 +66,7 @@ def command(kind: str, app: str) -> Callable[[int], list[str]]:
             return [PY, "-m", "waitress", f"--listen=127.0.0.1:{port}", "--threads=4", app]
         if kind.startswith("bridge-serve-"):
             server = kind.rsplit("-", 1)[1]
-            return [PY, "-m", "bridge", "serve", app, "--server", server, "--host", "127.0.0.1", "--port", "0"]  # noqa: E501
+            return [PY, "-m", "bridge", "serve", app, "--server", server, "--host", HOST, "--port", "0"]
         raise ValueError(f"unknown server kind {kind!r}")
 
     return build

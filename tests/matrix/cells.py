@@ -13,6 +13,7 @@ import signal
 import sys
 from dataclasses import dataclass
 
+from tests.gunicorn_flags import GUNICORN_NO_CONTROL_SOCKET
 from tests.matrix.apps.common import BACKEND_ENV
 
 APPS = "tests.matrix.apps"
@@ -125,7 +126,7 @@ _GUNICORN = (
     "--timeout", "60",
     "--log-level", "info",
     "--access-logfile", "-",
-    "--no-control-socket",  # gunicorn >= 24 would create ~/.gunicorn/gunicorn.ctl
+    *GUNICORN_NO_CONTROL_SOCKET,
 )  # fmt: skip
 _GRANIAN = (
     "{python}", "-m", "granian",

@@ -24,7 +24,6 @@ one pool), and it lets the thread count settle to a baseline.
 from __future__ import annotations
 
 import gc
-import itertools
 import logging
 import sys
 import threading
@@ -171,7 +170,8 @@ def client_plans(draw: st.DrawFn, endless: bool = False) -> ClientPlan:
     method = draw(st.sampled_from(["GET", "POST", "HEAD", "PUT"]))
     body = draw(st.one_of(st.just(b""), st.binary(max_size=40)))
     cuts = sorted(draw(st.lists(st.integers(0, len(body)), max_size=4)))
-    parts = [body[a:b] for a, b in itertools.pairwise([0, *cuts, len(body)])] or [b""]
+    bounds = [0, *cuts, len(body)]
+    parts = [body[a:b] for a, b in zip(bounds, bounds[1:])] or [b""]  # (no pairwise on 3.9)
     n = len(parts)
     disconnect_at = draw(st.integers(0, n)) if rarely(draw, 4) else None
     odd_at = draw(st.integers(0, n)) if rarely(draw, 7) else None
