@@ -103,7 +103,21 @@ class AnyioWorkers(Workers):
         return await anyio.to_thread.run_sync(func, limiter=self.limiter)
 
     def wait_loop(self, func: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
-        return from_thread.run(func, *args)
+        # An error comes back as a value, never raised through trio's from-thread
+        # machinery, whose frames would keep it (and the request) in a cycle.
+        failure: list[BaseException] = []
+
+        async def call() -> T | None:
+            try:
+                return await func(*args)
+            except BaseException as exc:
+                failure.append(exc)
+                return None
+
+        result = from_thread.run(call)
+        if failure:
+            _raise_popped(failure)
+        return result  # type: ignore[return-value]
 
     def cancelled(self) -> bool:
         try:

@@ -791,7 +791,8 @@ class _Exchange:
             try:
                 return future.result()
             finally:
-                self.pending = None
+                # A failed future keeps its error, whose traceback holds this frame.
+                self.pending = future = None
         except ClientDisconnected:
             raise
         except OSError as exc:
@@ -832,6 +833,9 @@ class _Exchange:
                 self.iterable.close()  # type: ignore[union-attr]
             except BaseException:
                 logger.exception("the WSGI response iterable's close() raised")
+        # Let go of the app's iterable: one that holds start_response() or write()
+        # (bound to this exchange) would otherwise make a cycle through it.
+        self.iterable = self.iterator = None
         self.errors.flush()
 
     def _accept(self, chunk: object) -> bool:
