@@ -4,6 +4,7 @@ since each test stops its server)."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -74,6 +75,14 @@ def test_shutdown_with_a_live_stream_closes_it(
     graceful timeout the server cancels the request; the bridge must then have the
     body closed (once, and not while another thread is still iterating it) and let
     the server exit, without an error (checklist #45)."""
+    if kind == "hypercorn-asyncio" and sys.version_info >= (3, 13):
+        request.applymarker(
+            pytest.mark.xfail(
+                reason="hypercorn's asyncio worker on Python 3.13 never ends its graceful "
+                "shutdown while a response streams, with a native ASGI app too (not the bridge)",
+                strict=False,
+            )
+        )
     events = tmp_path / "events.txt"
     server = serve(request, kind, APP, env={"BRIDGE_TEST_EVENTS": str(events)})
     token = uuid.uuid4().hex
