@@ -28,8 +28,8 @@ ASGI_SIDE = f"{PACKAGE}.asgi_side:app"
 EXIT_APP = f"{PACKAGE}.exit_app:app"
 #: How long a server may take to exit after its signal before the test calls it a hang (a
 #: lifespan shutdown here takes milliseconds; before the fix of issue 10 item 3 the process
-#: hung on the app's non-daemon thread).
-GRACE = 10.0
+#: hung on the app's non-daemon thread). Above gunicorn's own --graceful-timeout below.
+GRACE = 20.0
 PY = sys.executable
 
 #: WSGI apps on ASGI servers, and ASGI apps on WSGI servers.
@@ -54,7 +54,7 @@ def command(kind: str, app: str) -> Callable[[int], list[str]]:
         if kind.startswith("gunicorn-"):
             cmd = [
                 PY, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-                "--worker-class", kind.split("-", 1)[1], "--graceful-timeout", "5", "--timeout", "60",
+                "--worker-class", kind.split("-", 1)[1], "--graceful-timeout", "10", "--timeout", "60",
                 "--log-level", "warning", *GUNICORN_NO_CONTROL_SOCKET,
             ]  # fmt: skip
             if kind == "gunicorn-gthread":
