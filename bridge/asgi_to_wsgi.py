@@ -630,15 +630,7 @@ class _Call:
         """The WSGI server is done with this request: body reads get a disconnect."""
         if self.body.stream is None:
             return  # the body was handed over whole: no read can be pending or come
-        with self.lock:
-            self.wsgi_done = True
-            while True:
-                try:
-                    event = self.events.get_nowait()
-                except queue.Empty:
-                    return
-                if event[0] is _READ:
-                    event[1].answer((b"", False, True))
+        self._stop_reading()
 
     def _consumed(self, size: int) -> None:
         with self.lock:
@@ -704,8 +696,9 @@ class _Call:
 
     def _stop_reading(self) -> None:
         """The WSGI thread reads no more events while the app's task may still run:
-        an error it reports from now on is only logged (queued, nobody would take it,
-        and its traceback would keep this call alive), and one queued already goes."""
+        body reads get a disconnect, an error it reports from now on is only logged
+        (queued, nobody would take it, and its traceback would keep this call alive),
+        and one queued already goes."""
         with self.lock:
             self.reading = False
             self.wsgi_done = True  # body reads from now on get a disconnect

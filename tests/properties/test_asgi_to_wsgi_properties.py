@@ -45,6 +45,7 @@ from bridge import AsgiToWsgi
 from bridge.errors import BridgeError, ClientDisconnected, ResponseError
 
 from .conftest import PROFILE_TIMEOUT
+from .lifetime import cycle_garbage, wait_dead
 
 # How long one request (call, iteration, close) may take before it counts as a hang:
 # the grace period, plus the adapter's wait for a cancelled task, plus slack.
@@ -532,34 +533,6 @@ def run_bounded(func: Callable[[], Outcome], timeout: float) -> Outcome:
 
 def loop_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("bridge-") and t.name.endswith("-loop")]
-
-
-def wait_dead(refs: list[weakref.ref[Any]], *, collect: bool, timeout: float = 1.0) -> list[weakref.ref[Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        if collect:
-            gc.collect()
-        alive = [r for r in refs if r() is not None]
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.005)
-
-
-def cycle_garbage() -> str:
-    """What the collector finds unreachable: the frames and exceptions in the cycles."""
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        gc.collect()
-        found = []
-        for obj in gc.garbage:
-            if type(obj).__name__ == "frame":
-                found.append(f"frame {obj.f_code.co_name} ({obj.f_code.co_filename.rsplit('/', 1)[-1]})")
-            elif isinstance(obj, BaseException) or type(obj).__module__.startswith("bridge"):
-                found.append(type(obj).__name__)
-        return ", ".join(sorted(set(found)))
-    finally:
-        gc.garbage.clear()
-        gc.set_debug(0)
 
 
 def run_request(

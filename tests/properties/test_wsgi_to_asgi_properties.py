@@ -42,6 +42,7 @@ from bridge import WsgiToAsgi
 from bridge.errors import BridgeError, ClientDisconnected, InvalidScopeError, ResponseError
 
 from .conftest import PROFILE_TIMEOUT
+from .lifetime import cycle_garbage, wait_dead
 
 # How long one request may take before it counts as a hang.
 REQUEST_BOUND = 4.0
@@ -887,36 +888,6 @@ def run_and_check(backend: Backend, app_plan: AppPlan, client: ClientPlan, *, co
     limit = backend.baseline + MAX_THREADS * len(PRELOADS) + 8
     count = settle_threads(limit)
     assert count <= limit, f"{count} threads, more than {limit}" + context
-
-
-def wait_dead(refs: list[weakref.ref[Any]], *, collect: bool, timeout: float = 1.0) -> list[weakref.ref[Any]]:
-    """The referents still alive after ``timeout``: a worker thread may still be
-    leaving bridge's code (holding a frame) just after the request returned."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if collect:
-            gc.collect()
-        alive = [r for r in refs if r() is not None]
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.005)
-
-
-def cycle_garbage() -> str:
-    """What the collector finds unreachable: the frames and exceptions in the cycles."""
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        gc.collect()
-        found = []
-        for obj in gc.garbage:
-            if type(obj).__name__ == "frame":
-                found.append(f"frame {obj.f_code.co_name} ({obj.f_code.co_filename.rsplit('/', 1)[-1]})")
-            elif isinstance(obj, BaseException) or type(obj).__module__.startswith("bridge"):
-                found.append(type(obj).__name__)
-        return ", ".join(sorted(set(found)))
-    finally:
-        gc.garbage.clear()
-        gc.set_debug(0)
 
 
 # -- the properties ------------------------------------------------------------------------
