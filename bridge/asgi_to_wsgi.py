@@ -296,12 +296,6 @@ class _RequestBody:
         return {"type": "http.request", "body": data, "more_body": more}
 
     @staticmethod
-    def input_bytes(data: object) -> bytes:
-        """What wsgi.input.read() returned that is not exactly bytes, as bytes; or
-        InvalidScopeError naming wsgi.input (a str breaks PEP 3333)."""
-        return wsgi_input_bytes(data)
-
-    @staticmethod
     def invalid_environ(key: str, value: object, expected: str = "a str") -> BridgeError:
         """InvalidScopeError naming an environ key that breaks PEP 3333 (slow path)."""
         return InvalidScopeError(environ_type_problem(key, value, expected))
@@ -316,7 +310,7 @@ class _RequestBody:
             return b"", False, True
         if type(data) is not bytes:
             try:
-                data = _RequestBody.input_bytes(data)
+                data = wsgi_input_bytes(data)
             except BridgeError as exc:
                 # Ends the body; next_message raises it from the app's receive().
                 self.error = exc.with_traceback(None)
@@ -358,7 +352,7 @@ def _read_exactly(stream: Any, length: int) -> bytes:
             logger.debug("reading the request body failed: %r", exc)
             break
         if type(data) is not bytes:
-            data = _RequestBody.input_bytes(data)
+            data = wsgi_input_bytes(data)
         if not data:
             break
         chunks.append(data)
