@@ -309,7 +309,7 @@ SCENARIOS = [
 ]
 
 
-async def _batch(app: Any, scenario: Scenario, n: int) -> None:
+async def _batch(app: Any, scenario: Scenario, n: int, at_once: bool) -> None:
     def request() -> Awaitable[None]:
         return one_request(
             app,
@@ -320,23 +320,29 @@ async def _batch(app: Any, scenario: Scenario, n: int) -> None:
             scenario.headers,
         )
 
-    if scenario.kind == "concurrent":
+    if at_once:
         await asyncio.gather(*(request() for _ in range(n)))
     else:
         for _ in range(n):
             await request()
 
 
-def _run_batch(loop: asyncio.AbstractEventLoop, app: Any, scenario: Scenario, n: int) -> float:
+def run_batch(
+    loop: asyncio.AbstractEventLoop, app: Any, scenario: Scenario, n: int, at_once: bool | None = None
+) -> float:
+    """Serve ``n`` requests of ``scenario`` (at once for a concurrent scenario, unless
+    ``at_once`` says otherwise); the seconds it took."""
+    if at_once is None:
+        at_once = scenario.kind == "concurrent"
     start = time.perf_counter()
-    loop.run_until_complete(asyncio.wait_for(_batch(app, scenario, n), 120))
+    loop.run_until_complete(asyncio.wait_for(_batch(app, scenario, n, at_once), 120))
     return time.perf_counter() - start
 
 
 def _peak_mib(loop: asyncio.AbstractEventLoop, app: Any, scenario: Scenario) -> tuple[float, float]:
     tracemalloc.start()
     try:
-        seconds = _run_batch(loop, app, scenario, 1)
+        seconds = run_batch(loop, app, scenario, 1)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -350,7 +356,7 @@ def run_scenario(loop: asyncio.AbstractEventLoop, scenario: Scenario, config: Co
         direction="WSGI to ASGI",
         subjects=make_subjects(scenario.app, baseline=scenario.kind != "memory"),
         close=close_subjects,
-        batch=lambda subject, sc, count: _run_batch(loop, subject, sc, count),
+        batch=lambda subject, sc, count: run_batch(loop, subject, sc, count),
         peak=lambda subject, sc: _peak_mib(loop, subject, sc),
         memory_warmup=_SMALL_STREAMS.get(scenario.id),
     )

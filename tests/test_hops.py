@@ -27,9 +27,9 @@ bounds in ``test_w2a_out_1mib``), and put the benchmark's figures (before and af
 the commit message. Never loosen a pin to make a flaky count pass: a count that varies
 from run to run is a finding to report.
 
-The benchmark's ``make_subjects`` functions also build the a2wsgi and asgiref subjects,
-and ``scenarios_w2a._run_batch`` is private: the small adapters below build only
-bridge and the baseline, and serve a batch the way ``_run_batch`` does.
+The benchmark's ``make_subjects`` functions also build the a2wsgi and asgiref subjects:
+the small adapters below build only bridge and the baseline, and serve batches with the
+benchmark's own ``scenarios_w2a.run_batch``.
 """
 
 from __future__ import annotations
@@ -88,31 +88,6 @@ def driver() -> Iterator[a2w.Driver]:
     driver.close()
 
 
-def _w2a_batch(
-    loop: asyncio.AbstractEventLoop, app: Any, scenario: Any, n: int, at_once: bool = False
-) -> None:
-    """``scenarios_w2a._run_batch``: n requests, one after another (or at once)."""
-
-    def request() -> Any:
-        return w2a.one_request(
-            app,
-            scenario.body(),
-            scenario.content_length,
-            scenario.expect_length,
-            scenario.expect_body,
-            scenario.headers,
-        )
-
-    async def batch() -> None:
-        if at_once:
-            await asyncio.gather(*(request() for _ in range(n)))
-        else:
-            for _ in range(n):
-                await request()
-
-    loop.run_until_complete(asyncio.wait_for(batch(), 120))
-
-
 def _slowed(app: Callable[..., Any]) -> Callable[..., Any]:
     def slowed(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         time.sleep(_OVERLAP)
@@ -146,12 +121,12 @@ def count_w2a(loop: asyncio.AbstractEventLoop, scenario_id: str) -> Counts:
         # Both keep the WSGI app in ``app`` and read it per request (bridge documents it
         # as replaceable).
         subject.app = _slowed(scenario.app)
-        _w2a_batch(loop, subject, scenario, WARM_AT_ONCE, at_once=True)
+        w2a.run_batch(loop, subject, scenario, WARM_AT_ONCE, at_once=True)
         subject.app = scenario.app
-        _w2a_batch(loop, subject, scenario, WARM_SEQUENTIAL)
+        w2a.run_batch(loop, subject, scenario, WARM_SEQUENTIAL, at_once=False)
 
     def serve(name: str, n: int) -> None:
-        _w2a_batch(loop, subjects[name], scenario, n)
+        w2a.run_batch(loop, subjects[name], scenario, n, at_once=False)
 
     return _count(subjects, serve, scenario.count_requests, w2a.close_subjects)
 

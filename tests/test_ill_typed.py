@@ -23,6 +23,7 @@ from bridge.http import parse_content_length, parse_http_request
 
 from .asgi_apps import WAIT, BodyRecorder, ScopeRecorder, call, make_environ
 from .asgi_driver import Client, http_scope
+from .test_scope import environ as plain_environ
 from .wsgi_apps import scripted_client
 
 ERRORS = object()
@@ -40,34 +41,9 @@ def scope_with(key: str, value: Any) -> Scope:
 
 
 def environ_with(**kw: Any) -> dict[str, Any]:
-    """A gunicorn-like environ; keys given as None are removed."""
-    env: dict[str, Any] = {
-        "REQUEST_METHOD": "GET",
-        "SCRIPT_NAME": "",
-        "PATH_INFO": "/",
-        "QUERY_STRING": "",
-        "RAW_URI": "/",
-        "SERVER_NAME": "example.com",
-        "SERVER_PORT": "8080",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "10.1.2.3",
-        "REMOTE_PORT": "40000",
-        "HTTP_HOST": "example.com:8080",
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(),
-        "wsgi.errors": io.StringIO(),
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-        "wsgi.input_terminated": True,
-    }
-    for key, value in kw.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return env
+    """A gunicorn-like environ (test_scope's, with RAW_URI and wsgi.input_terminated);
+    keys given as None are removed."""
+    return plain_environ(**{"RAW_URI": "/", "wsgi.input_terminated": True, **kw})
 
 
 # =========================================================================================

@@ -17,8 +17,11 @@ the ASGI side, a joined thread with a timeout on the WSGI side) instead of the r
 
 from __future__ import annotations
 
+import logging
 import os
+from typing import Iterator
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 _COMMON = {
@@ -38,3 +41,19 @@ settings.load_profile(PROFILE)
 # Seconds one property test (all its examples, on one backend) may take before
 # pytest-timeout stops it.
 PROFILE_TIMEOUT = 600 if PROFILE == "ci" else 3 * 3600
+
+
+@pytest.fixture(autouse=True)
+def bridge_logs_not_captured() -> Iterator[None]:
+    """pytest's log capture keeps every record, and a record of an app that raised
+    (in close(), after its response was complete, ...) keeps that error and its
+    traceback, the app's objects, for the whole run: a server's handlers format a
+    record and drop it. (propagate = False is not enough: pytest still records it.)"""
+    loggers = [logging.getLogger(name) for name in ("bridge.wsgi_to_asgi", "bridge.asgi_to_wsgi")]
+    for logger in loggers:
+        logger.disabled = True
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.disabled = False

@@ -29,12 +29,11 @@ from __future__ import annotations
 
 import gc
 import io
-import logging
 import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import anyio
 import pytest
@@ -658,19 +657,6 @@ def run_and_check(backend: str, req: RequestPlan, plan: AppPlan, *, collect: boo
 
 
 BACKENDS = pytest.mark.parametrize("backend", ["asyncio", "trio"])
-
-
-@pytest.fixture(autouse=True)
-def bridge_logs_not_captured() -> Iterator[None]:
-    """pytest's log capture keeps every record, and a record of an app that raised
-    (after its response was complete, say) keeps that error and its traceback, the
-    app's objects, for the whole run: a server's handlers format a record and drop it."""
-    logger = logging.getLogger("bridge.asgi_to_wsgi")
-    logger.disabled = True
-    try:
-        yield
-    finally:
-        logger.disabled = False
 
 
 _PLAIN_GET = RequestPlan("GET", "/", "", {}, b"", "exact", "bytesio", 0, 0, None)

@@ -24,7 +24,6 @@ one pool), and it lets the thread count settle to a baseline.
 from __future__ import annotations
 
 import gc
-import logging
 import sys
 import threading
 import time
@@ -931,19 +930,6 @@ CONTENT_LENGTH_REACHED_BY_WRITE = (
 def test_wsgi_app_behaviours(backend: Backend, scenario: tuple[AppPlan, ClientPlan]) -> None:
     app_plan, client = scenario
     run_and_check(backend, app_plan, client, collect=True)
-
-
-@pytest.fixture(autouse=True)
-def bridge_logs_not_captured() -> Iterator[None]:
-    """pytest's log capture keeps every record, and a record of the app's close()
-    failing keeps that error and its traceback (the app's objects) for the whole run:
-    a server's handlers format a record and drop it."""
-    logger = logging.getLogger("bridge.wsgi_to_asgi")
-    logger.disabled = True  # (propagate = False is not enough: pytest still records it)
-    try:
-        yield
-    finally:
-        logger.disabled = False
 
 
 # Found on Python 3.13: the client gone at the first send(), with a streamed response
