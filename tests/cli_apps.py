@@ -144,7 +144,7 @@ def wsgi_str_body(environ: Environ, start_response: StartResponse) -> Iterable[b
 
 def wsgi_returns_bytes(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     start_response("200 OK", [("Content-Type", "text/plain")])
-    return b"a bytes object"
+    return b"a bytes object"  # type: ignore[return-value]
 
 
 def wsgi_no_start(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:

@@ -12,7 +12,7 @@ import json
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, TypedDict
 
 from tests.matrix.apps.django_settings import configure
 
@@ -52,9 +52,13 @@ async def index(request: HttpRequest) -> HttpResponse:
 urlpatterns = [path("", index)]
 
 
+class Options(TypedDict, total=False):
+    teardown_wait: float
+
+
 def main() -> None:
     count = int(sys.argv[1])
-    options = {} if sys.argv[2] == "default" else {"teardown_wait": float(sys.argv[2])}
+    options: Options = {} if sys.argv[2] == "default" else {"teardown_wait": float(sys.argv[2])}
     adapter = AsgiToWsgi(get_asgi_application(), lifespan="off", **options)
     try:
         for _ in range(count):

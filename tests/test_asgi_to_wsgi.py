@@ -404,7 +404,8 @@ def test_chunked_body_read_to_eof_when_input_terminated(make_adapter: Callable[.
     app = BodyRecorder()
     adapter = make_adapter(app, lifespan="off")
     data = os.urandom(150_000)
-    environ = make_environ(method="POST", **{"wsgi.input": io.BytesIO(data), "wsgi.input_terminated": True})
+    extra: dict[str, Any] = {"wsgi.input": io.BytesIO(data), "wsgi.input_terminated": True}
+    environ = make_environ(method="POST", **extra)
     assert "CONTENT_LENGTH" not in environ
     call(adapter, environ)
     assert app.received == data
@@ -416,7 +417,8 @@ def test_chunked_body_empty_without_input_terminated(make_adapter: Callable[...,
     app = BodyRecorder()
     adapter = make_adapter(app, lifespan="off")
     stream = io.BytesIO(b"would block forever on a real socket")
-    environ = make_environ(method="POST", CONTENT_LENGTH="", **{"wsgi.input": stream})
+    extra: dict[str, Any] = {"wsgi.input": stream}
+    environ = make_environ(method="POST", CONTENT_LENGTH="", **extra)
     call(adapter, environ)
     assert kinds(app.messages) == [("http.request", 0, False)]
     assert stream.tell() == 0  # never touched
@@ -444,7 +446,8 @@ def test_body_read_error_is_disconnect(make_adapter: Callable[..., AsgiToWsgi]) 
 
     app = BodyRecorder()
     adapter = make_adapter(app, lifespan="off", preload_body=10)
-    call(adapter, make_environ(method="POST", CONTENT_LENGTH="100", **{"wsgi.input": Broken()}))
+    extra: dict[str, Any] = {"wsgi.input": Broken()}
+    call(adapter, make_environ(method="POST", CONTENT_LENGTH="100", **extra))
     assert app.messages[-1] == {"type": "http.disconnect"}
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
@@ -57,7 +58,7 @@ def test_detects_the_frameworks() -> None:
 def test_detects_asgiref_and_a2wsgi_adapters() -> None:
     from asgiref.wsgi import WsgiToAsgi as AsgirefWsgiToAsgi
 
-    assert detect(AsgirefWsgiToAsgi(cli_apps.wsgi_app)).interface == "asgi"
+    assert detect(AsgirefWsgiToAsgi(cli_apps.wsgi_app)).interface == "asgi"  # type: ignore[no-untyped-call]
 
 
 @pytest.mark.parametrize(
@@ -82,6 +83,10 @@ def test_a_module_is_not_an_app() -> None:
 
 
 # -- loading -------------------------------------------------------------------------------
+
+
+class LoadOptions(TypedDict, total=False):
+    factory: bool
 
 
 def test_loads_module_and_attribute() -> None:
@@ -121,7 +126,7 @@ def test_interface_can_be_forced() -> None:
         ("tests.cli_apps:", {}, "is not an import path"),
     ],
 )
-def test_load_errors_are_one_clear_line(target: str, kwargs: dict[str, bool], match: str) -> None:
+def test_load_errors_are_one_clear_line(target: str, kwargs: LoadOptions, match: str) -> None:
     with pytest.raises(CommandError, match=match) as info:
         load_app(target, **kwargs)
     assert "\n" not in str(info.value)

@@ -3,7 +3,7 @@ FlaskApp.add_wsgi_middleware() reads and replaces the adapter's ``.app``."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, cast
 
 import connexion.apps.flask as connexion_flask
 import pytest
@@ -24,14 +24,15 @@ class Tag:
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_add_wsgi_middleware_wraps_the_app_inside_bridge(monkeypatch: pytest.MonkeyPatch) -> None:
-    from flask import request
+    from flask import Flask, request
 
     monkeypatch.setattr(connexion_flask, "WSGIMiddleware", WsgiToAsgi)
     app = connexion_flask.FlaskApp(__name__)
+    flask_app: Flask = app.app  # connexion is untyped
 
-    @app.app.route("/hello")
+    @flask_app.route("/hello")
     def hello() -> str:
-        return "hello " + request.environ.get("HTTP_X_TAGGED", "untagged")
+        return "hello " + cast(str, request.environ.get("HTTP_X_TAGGED", "untagged"))
 
     app.add_wsgi_middleware(Tag)
     adapter = app._middleware_app.asgi_app

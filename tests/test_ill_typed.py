@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import re
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Literal, cast
 
 import pytest
 
@@ -527,12 +527,12 @@ async def test_w2a_bad_content_length_is_still_a_400() -> None:
 
 
 @pytest.fixture(params=["asyncio", "trio"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def backend(request: pytest.FixtureRequest) -> Literal["asyncio", "trio"]:
+    return cast(Literal["asyncio", "trio"], str(request.param))
 
 
 @pytest.fixture
-def make_adapter(backend: str) -> Iterator[Callable[..., AsgiToWsgi]]:
+def make_adapter(backend: Literal["asyncio", "trio"]) -> Iterator[Callable[..., AsgiToWsgi]]:
     adapters: list[AsgiToWsgi] = []
 
     def make(app: Any, **kw: Any) -> AsgiToWsgi:
@@ -651,7 +651,8 @@ def test_a2w_bytes_like_input_is_taken(make_adapter: Callable[..., AsgiToWsgi]) 
 
     for preload in (0, 1 << 20):
         recorder = BodyRecorder()
-        environ = make_environ(method="POST", **{"wsgi.input": ByteArrayInput(b"abc"), "CONTENT_LENGTH": "3"})
+        extra: dict[str, Any] = {"wsgi.input": ByteArrayInput(b"abc"), "CONTENT_LENGTH": "3"}
+        environ = make_environ(method="POST", **extra)
         response = call(make_adapter(recorder, preload_body=preload), environ)
         assert response.status.startswith("200")
         assert recorder.received == b"abc"
@@ -677,7 +678,8 @@ def test_a2w_content_length_with_ows_reaches_the_app_stripped(
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    environ = make_environ(method="POST", **{"wsgi.input": io.BytesIO(b"abcdef"), "CONTENT_LENGTH": value})
+    extra: dict[str, Any] = {"wsgi.input": io.BytesIO(b"abcdef"), "CONTENT_LENGTH": value}
+    environ = make_environ(method="POST", **extra)
     response = call(make_adapter(app, preload_body=preload), environ)
     assert response.status.startswith("200")
     assert seen["headers"][b"content-length"] == b"3"
@@ -686,7 +688,8 @@ def test_a2w_content_length_with_ows_reaches_the_app_stripped(
 
 def test_a2w_bad_content_length_is_still_a_400(make_adapter: Callable[..., AsgiToWsgi]) -> None:
     recorder = ScopeRecorder()
-    environ = make_environ(method="POST", **{"wsgi.input": io.BytesIO(b"abc"), "CONTENT_LENGTH": "3\n"})
+    extra: dict[str, Any] = {"wsgi.input": io.BytesIO(b"abc"), "CONTENT_LENGTH": "3\n"}
+    environ = make_environ(method="POST", **extra)
     response = call(make_adapter(recorder), environ)
     assert response.status.startswith("400")
     assert recorder.scopes == []

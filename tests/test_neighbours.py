@@ -10,7 +10,7 @@ import contextlib
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Literal
 
 import anyio
 import pytest
@@ -20,6 +20,8 @@ from bridge._types import Message
 
 from .asgi_apps import LogWaiter, Receive, Send, call
 from .asgi_driver import http_scope
+
+Backend = Literal["asyncio", "trio"]
 
 # -- a receive() that repeats the request (WSGI to ASGI) ------------------------------------
 
@@ -113,7 +115,7 @@ async def test_disconnect_after_replayed_requests_is_still_seen() -> None:
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_app_answering_lifespan_with_a_response_is_served_at_once(backend: str) -> None:
+def test_app_answering_lifespan_with_a_response_is_served_at_once(backend: Backend) -> None:
     """It sends http.response.start for the lifespan scope, swallows the error and waits
     on receive(): bridge takes that as "no lifespan", logs one line, and serves."""
 
@@ -175,7 +177,7 @@ def test_wsgi_to_asgi_app_is_the_wrapped_app_and_writable() -> None:
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_app_swallowing_a_protocol_error_then_waiting_does_not_hold_the_thread(backend: str) -> None:
+def test_app_swallowing_a_protocol_error_then_waiting_does_not_hold_the_thread(backend: Backend) -> None:
     """The app sends a body before any start, catches bridge's ResponseError, and waits
     in receive() for the client to leave: a WSGI server cannot report that while it
     waits for the response, so the request fails at once (found by the property tests)."""

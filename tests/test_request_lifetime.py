@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 import weakref
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Literal
 
 import anyio
 import pytest
@@ -29,6 +29,8 @@ from .asgi_apps import Receive, Send, StartResponse, body, make_environ, start
 from .asgi_driver import Client, http_scope
 
 _DEADLINE = 5.0
+
+Backend = Literal["asyncio", "trio"]
 
 
 class Token:
@@ -97,7 +99,7 @@ A2W_MODES = ["complete", "error-before-start", "error-after-start", "no-response
 @pytest.mark.parametrize("mode", A2W_MODES)
 @pytest.mark.parametrize("upload", [0, 3 * 1024 * 1024], ids=["no-body", "streamed-body"])
 def test_asgi_to_wsgi_request_objects_die_by_refcount(
-    no_gc: None, backend: str, mode: str, upload: int
+    no_gc: None, backend: Backend, mode: str, upload: int
 ) -> None:
     alive: weakref.WeakSet[Token] = weakref.WeakSet()
     finalized = threading.Event()
@@ -135,7 +137,7 @@ def test_asgi_to_wsgi_request_objects_die_by_refcount(
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_abandoned_fastapi_streaming_generator_is_closed_within_grace(no_gc: None, backend: str) -> None:
+def test_abandoned_fastapi_streaming_generator_is_closed_within_grace(no_gc: None, backend: Backend) -> None:
     """FastAPI's StreamingResponse: when the client leaves, the generator's finally runs
     within disconnect_grace, by reference counting alone."""
     closed = threading.Event()
@@ -237,7 +239,7 @@ async def test_wsgi_to_asgi_request_objects_die_by_refcount(no_gc: None, mode: s
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_requests_refused_after_a_failed_startup_leave_nothing_behind(no_gc: None, backend: str) -> None:
+def test_requests_refused_after_a_failed_startup_leave_nothing_behind(no_gc: None, backend: Backend) -> None:
     """Every request after a failed lifespan startup raises LifespanError: a fresh one,
     so no request's frames (holding its environ) chain onto a stored traceback."""
     from bridge import LifespanError
@@ -269,7 +271,7 @@ def test_requests_refused_after_a_failed_startup_leave_nothing_behind(no_gc: Non
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_app_raising_after_a_head_response_was_handed_over_leaves_nothing_behind(
-    no_gc: None, backend: str
+    no_gc: None, backend: Backend
 ) -> None:
     """HEAD: bridge answers at the first empty body message (no bytes will come), and
     the WSGI server reads no more. An app that raises right after that message has its

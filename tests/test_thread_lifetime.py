@@ -9,7 +9,7 @@ import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import pytest
 
@@ -56,7 +56,8 @@ def test_threads_leave_when_their_loop_is_closed() -> None:
 
 def test_idle_threads_leave_and_come_back() -> None:
     pool = DaemonPool(3, idle_exit=0.2, poll=0.05)
-    results = [pool.submit(lambda i=i: i * 2) for i in range(9)]
+    # The casts: mypy cannot type a lambda's default argument on its own.
+    results = [pool.submit(cast(Callable[[], int], lambda i=i: i * 2)) for i in range(9)]
     assert [f.result(_DEADLINE) for f in results] == [i * 2 for i in range(9)]
     deadline = time.monotonic() + _DEADLINE
     while pool.threads and time.monotonic() < deadline:
@@ -89,7 +90,7 @@ def test_every_call_runs_while_threads_come_and_go(idle_exit: float) -> None:
     def submit_some(base: int) -> list[int]:
         futures = []
         for i in range(base, base + 200):
-            futures.append(pool.submit(lambda i=i: job(i)))
+            futures.append(pool.submit(cast(Callable[[], int], lambda i=i: job(i))))
             if i % 25 == 0:
                 time.sleep(0.005)  # let the pool go idle now and then
         return [f.result(_DEADLINE) for f in futures]

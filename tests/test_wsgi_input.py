@@ -14,7 +14,7 @@ import logging
 import random
 import threading
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import anyio
 import pytest
@@ -25,6 +25,9 @@ from bridge.http import DEFAULT_PRELOAD_BODY
 
 from .asgi_driver import Client, http_scope
 from .wsgi_apps import WAIT, scripted_client
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import InputStream
 
 pytestmark = pytest.mark.anyio
 
@@ -146,7 +149,7 @@ async def test_readlines_hint_is_a_byte_budget(split: str, hint: int | None, cou
 
 
 @pytest.mark.parametrize("split", SPLITS)
-async def test_row43_readline_with_size(split: str) -> None:
+async def test_readline_with_size_stops_at_size_or_after_newline(split: str) -> None:
     def action(f: Any) -> list[bytes]:
         return [f.readline(5), f.readline(5), f.readline(5), f.readline()]
 
@@ -238,7 +241,7 @@ async def test_stream_stops_pulling_at_content_length(preload: int) -> None:
 async def test_chunked_upload_environ() -> None:
     seen: dict[str, Any] = {}
 
-    def action(f: Any) -> bytes:
+    def action(f: InputStream) -> bytes:
         return f.read()
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -353,7 +356,7 @@ async def test_body_read_ahead_is_bounded() -> None:
     client = Client([chunk] * 40)  # about 2.5 MiB
     calls_after_read: list[int] = []
 
-    def action(f: Any) -> bytes:
+    def action(f: InputStream) -> bytes:
         data = f.read(15)
         time.sleep(0.2)  # give a read-ahead that ignored its bound time to show it
         calls_after_read.append(client.receive_calls)
@@ -507,9 +510,9 @@ async def test_known_length_body_is_read_whole_before_the_app_runs() -> None:
     client = Client(parts)
     seen: list[Any] = []
 
-    def action(f: Any) -> bytes:
+    def action(f: InputStream) -> bytes:
         seen.append((type(f), client.receive_calls))
-        return f.read()  # type: ignore[no-any-return]
+        return f.read()
 
     assert await run_input(action, [], headers=length(3000), client=client) == b"".join(parts)
     # All three messages were taken before the app ran, and the app reads from memory.
@@ -520,9 +523,9 @@ async def test_body_longer_than_preload_body_streams() -> None:
     client = Client([b"abc", b"def"])
     seen: list[int] = []
 
-    def action(f: Any) -> bytes:
+    def action(f: InputStream) -> bytes:
         seen.append(client.receive_calls)
-        return f.read()  # type: ignore[no-any-return]
+        return f.read()
 
     assert await run_input(action, [], headers=length(6), client=client, preload_body=5) == b"abcdef"
     assert seen == [1]  # the app started after the first message only

@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.servers import CLIENT_TIMEOUT, GUNICORN_NO_CONTROL_SOCKET, ServerProcess
+from tests.gunicorn_flags import GUNICORN_NO_CONTROL_SOCKET
+from tests.servers import CLIENT_TIMEOUT, ServerProcess
 
 from .launch import Serve
 

@@ -7,8 +7,9 @@ other servers or options build their own module-scoped fixture on ``serve``.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Generator, Iterator
 
+import pluggy
 import pytest
 
 from .servers import SERVER_KINDS, Server, serve
@@ -33,7 +34,9 @@ def log_mark(server: Server) -> int:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
     outcome = yield
     report = outcome.get_result()
     if report.failed:

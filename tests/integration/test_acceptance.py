@@ -12,7 +12,7 @@ import hashlib
 import socket
 import threading
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 import httpx
 import psutil
@@ -148,11 +148,12 @@ def test_7b_big_transfers_keep_server_memory_flat(server: Server) -> None:
         baseline = process.memory_info().rss
         growth: dict[str, float] = {}
         timing: dict[str, float] = {}
-        for name, run in [
+        runs: list[tuple[str, Callable[[], None]]] = [
             ("upload", lambda: upload(client, count, chunked=False)),
             ("chunked upload", lambda: upload(client, count, chunked=True)),
             ("download", lambda: download(client, count)),
-        ]:
+        ]
+        for name, run in runs:
             start = time.perf_counter()
             with PeakRSS(server.app_pid) as peak:
                 run()

@@ -19,7 +19,9 @@ from contextlib import ExitStack
 
 import pytest
 
-from .helpers import CLOSE_WITHIN, drop, open_stream, status, wait_closed, wait_until
+from tests.servers import wait_until
+
+from .helpers import CLOSE_WITHIN, drop, open_stream, status, wait_closed
 from .rawhttp import read_until, request_bytes
 from .servers import Server, stop_and_check_log
 

@@ -19,7 +19,9 @@ import uuid
 
 import pytest
 
-from .helpers import CLOSE_WITHIN, drop, status, wait_until
+from tests.servers import wait_until
+
+from .helpers import CLOSE_WITHIN, drop, status
 from .rawhttp import read_until, request_bytes
 from .servers import Server, stop_and_check_log
 

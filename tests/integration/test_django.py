@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Callable
 
 import httpx
 import pytest
 
-from .helpers import pattern_bytes, wait_until
+from tests.servers import wait_until
+
+from .helpers import pattern_bytes
 from .servers import Server
 
 APP = "tests.integration.apps.django_app:asgi"
@@ -103,7 +106,7 @@ def test_request_finished_fires_for_every_request(server: Server) -> None:
     upload = pattern_bytes(1536 * 1024, seed=b"finished")
     with server.client() as client:
         before = settled_counts(client)
-        requests = [
+        requests: list[Callable[[], httpx.Response]] = [
             lambda: client.get("/health"),
             lambda: client.head("/health"),
             lambda: client.post("/session", data={"name": "n"}),

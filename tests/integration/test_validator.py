@@ -12,7 +12,9 @@ import h11
 import httpx
 import pytest
 
-from .helpers import pattern_bytes, wait_for_log, wait_until
+from tests.servers import wait_until
+
+from .helpers import pattern_bytes, wait_for_log
 from .rawhttp import ResponseReader, request_bytes
 from .servers import Server
 

@@ -19,12 +19,12 @@ import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, Optional, TypeVar, cast
 
 import pytest
 
+from tests.gunicorn_flags import GUNICORN_NO_CONTROL_SOCKET
 from tests.servers import (
-    GUNICORN_NO_CONTROL_SOCKET,
     ServerProcess,
     Shutdown,
     http_ready,
@@ -48,9 +48,10 @@ BACKENDS = ("asyncio", "trio")
 T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T], *, timeout: float, what: str, interval: float = 0.02) -> T:
+def wait_for(check: Callable[[], Optional[T]], *, timeout: float, what: str, interval: float = 0.02) -> T:
     """Poll ``check`` until it returns something truthy, or fail after ``timeout`` s."""
-    return wait_until(check, deadline=timeout, interval=interval, what=what)[0]
+    # Truthy, so not None.
+    return cast(T, wait_until(check, deadline=timeout, interval=interval, what=what)[0])
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import threading
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any, AsyncIterator, Optional
+from typing import Annotated, Any, AsyncIterator, Optional, cast
 
 import anyio
 import sniffio
@@ -65,7 +65,7 @@ api = FastAPI(lifespan=lifespan)
 
 
 def get_pool(request: Request) -> Pool:
-    return request.state.pool
+    return cast(Pool, request.state.pool)  # starlette's State is untyped
 
 
 class Settings:
@@ -245,7 +245,7 @@ async def background(key: str, tasks: BackgroundTasks) -> dict[str, Any]:
 async def background_result(key: str) -> dict[str, Any]:
     if not markers.exists(f"bg-{key}"):
         raise HTTPException(status_code=404, detail="not yet")
-    return markers.read_json(f"bg-{key}")
+    return cast("dict[str, Any]", markers.read_json(f"bg-{key}"))
 
 
 class Boom(RuntimeError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from flask import Flask, Response, jsonify, redirect, request, stream_with_context, url_for
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from bridge import AsgiToWsgi, WsgiToAsgi
 
@@ -48,7 +49,7 @@ def stream() -> Response:
 
 
 @flask_app.get("/redirect")
-def redirect_route() -> Response:
+def redirect_route() -> WerkzeugResponse:
     return redirect(url_for("json_route", via="redirect"))
 
 

@@ -12,9 +12,9 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
-BACKEND = os.environ.get("BRIDGE_TEST_BACKEND", "asyncio")
+BACKEND = cast(Literal["asyncio", "trio"], os.environ.get("BRIDGE_TEST_BACKEND", "asyncio"))
 
 
 def marker_dir() -> Path:

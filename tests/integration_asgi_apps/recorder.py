@@ -9,12 +9,12 @@ server through the bridge.
 from __future__ import annotations
 
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qs
 
-from . import markers
+from bridge._types import ASGIApp, Message, Receive, Scope, Send
 
-ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
+from . import markers
 
 
 class RawBoom(RuntimeError):
@@ -25,7 +25,7 @@ class Recorder:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -49,7 +49,7 @@ class Recorder:
         }
         markers.write_json(f"started-{token}", record)
 
-        async def recording_receive() -> dict:
+        async def recording_receive() -> Message:
             message = await receive()
             record["received"].append(message["type"])
             if message["type"] == "http.disconnect":
@@ -57,7 +57,7 @@ class Recorder:
                 record["disconnect_time"] = time.time()
             return message
 
-        async def recording_send(message: dict) -> None:
+        async def recording_send(message: Message) -> None:
             try:
                 await send(message)
             except BaseException as exc:

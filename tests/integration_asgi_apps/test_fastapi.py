@@ -10,7 +10,7 @@ import json
 import os
 import time
 import uuid
-from typing import Iterator
+from typing import Any, Iterator, cast
 
 import pytest
 
@@ -77,11 +77,11 @@ def test_lifespan_state_reaches_every_request(server: Server) -> None:
     """Requests spread over both workers (and threads): each sees the state its own
     process's lifespan made, on the loop thread that serves it."""
 
-    def fetch(_: int) -> dict:
+    def fetch(_: int) -> dict[str, Any]:
         with server.client() as client:
             response = client.get("/state", params={"delay": 0.05})
             assert response.status_code == 200, response.text
-            return response.json()
+            return cast("dict[str, Any]", response.json())
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         results = list(pool.map(fetch, range(24)))
@@ -130,7 +130,7 @@ def test_streaming_response_is_not_buffered(server: Server) -> None:
     second one (it waits for a marker that only the test writes, after that chunk)."""
     gate = uuid.uuid4().hex
     size = 20_000
-    params = {"n": 3, "size": size, "gate": gate}
+    params: dict[str, str | int] = {"n": 3, "size": size, "gate": gate}
     with server.client() as client, client.stream("GET", "/stream", params=params) as response:
         assert response.status_code == 200
         received = b""
@@ -155,15 +155,15 @@ def test_background_task_runs_after_the_response(server: Server) -> None:
         assert client.get(f"/background/{key}").status_code == 404
         server.touch_marker(f"go-{key}")
 
-        def done() -> dict | None:
+        def done() -> dict[str, Any] | None:
             result = client.get(f"/background/{key}")
-            return result.json() if result.status_code == 200 else None
+            return cast("dict[str, Any]", result.json()) if result.status_code == 200 else None
 
         result = wait_for(done, timeout=10, what="the background task's effect", interval=0.05)
     assert isinstance(result["pid"], int)
 
 
-def _chunked_upload(server: Server, pieces: list[bytes]) -> dict:
+def _chunked_upload(server: Server, pieces: list[bytes]) -> dict[str, Any]:
     sock = server.connect()
     try:
         sock.sendall(
@@ -181,7 +181,7 @@ def _chunked_upload(server: Server, pieces: list[bytes]) -> dict:
     if headers.get("transfer-encoding") == "chunked":
         body = dechunk(body)
     assert status == 200, raw[:2000]
-    return json.loads(body)
+    return cast("dict[str, Any]", json.loads(body))
 
 
 @pytest.mark.parametrize("total", [100, 1_500_000], ids=["small", "1.5MB"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import concurrent.futures
 import time
 import uuid
-from typing import Callable
+from typing import Any, Callable, cast
 
 import psutil
 import pytest
@@ -23,15 +23,15 @@ def _with_backends(*specs: ServerSpec) -> list[ServerSpec]:
     return [ServerSpec(**{**spec.__dict__, "backend": backend}) for spec in specs for backend in BACKENDS]
 
 
-def _hit_every_worker(server: Server, workers: int, *, timeout: float = 20.0) -> list[dict]:
+def _hit_every_worker(server: Server, workers: int, *, timeout: float = 20.0) -> list[dict[str, Any]]:
     """Concurrent slow requests until ``workers`` distinct pids answered; all responses."""
-    results: list[dict] = []
+    results: list[dict[str, Any]] = []
 
-    def fetch(_: int) -> dict:
+    def fetch(_: int) -> dict[str, Any]:
         with server.client() as client:
             response = client.get("/state", params={"delay": 0.2})
             assert response.status_code == 200, response.text
-            return response.json()
+            return cast("dict[str, Any]", response.json())
 
     deadline = time.monotonic() + timeout
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -115,7 +115,7 @@ def test_sigterm_exits_cleanly_after_lifespan_shutdown(
     workers = 2 if spec.is_gunicorn else 1
     if spec.app == STARLETTE_APP:
         with server.client() as client:
-            pids = set()
+            pids: set[int] = set()
             deadline = time.monotonic() + 20
             while len(pids) < workers:
                 assert time.monotonic() < deadline

@@ -57,7 +57,7 @@ def _snapshot(server: Server, method: str, path: str, **kwargs: Any) -> dict[str
     return {"status": response.status_code, "headers": headers, "body": body}
 
 
-CASES = {
+CASES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "json": ("GET", "/json", {"params": [("a", "1"), ("a", "2"), ("b", "é ü")]}),
     "form": ("POST", "/form", {"data": {"name": "Zoë", "tags": ["a", "b"]}}),
     "form-multipart": (

@@ -115,8 +115,8 @@ def test_gunicorn_workers_and_threads(tmp_path: Path) -> None:
         assert str(served.process.pid) not in pids  # never in the master
         assert served.graceful_stop() in CLEAN
     assert "Using worker: gthread" in served.log()
-    for pid in pids:
-        assert f"lifespan shutdown in {pid}" in served.log()
+    for worker in pids:
+        assert f"lifespan shutdown in {worker}" in served.log()
 
 
 def test_the_trio_backend_behind_werkzeug(tmp_path: Path) -> None:

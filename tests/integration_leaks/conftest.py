@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from tests.servers import GUNICORN_NO_CONTROL_SOCKET, HOST, ServerProcess, Shutdown, http_ready, start
+from tests.gunicorn_flags import GUNICORN_NO_CONTROL_SOCKET
+from tests.servers import HOST, ServerProcess, Shutdown, http_ready, start
 
 PACKAGE = "tests.integration_leaks"
 WSGI_SIDE = f"{PACKAGE}.wsgi_side:app"

@@ -19,12 +19,19 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Iterator
+from typing import Iterator, TypedDict
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-_COMMON = {
+
+class _CommonSettings(TypedDict):
+    deadline: None
+    suppress_health_check: list[HealthCheck]
+    print_blob: bool
+
+
+_COMMON: _CommonSettings = {
     "deadline": None,
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
     "print_blob": True,

@@ -215,7 +215,7 @@ class ShortReads(io.RawIOBase):
     def __init__(self, data: bytes) -> None:
         self.data = data
 
-    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+    def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
             size = len(self.data)
         piece, self.data = self.data[: min(size, 3)], self.data[min(size, 3) :]
@@ -228,7 +228,7 @@ class Raising(io.RawIOBase):
     def __init__(self, data: bytes, after: int) -> None:
         self.data = data[:after]
 
-    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+    def read(self, size: int = -1) -> bytes:
         if not self.data:
             raise OSError("client went away")
         if size is None or size < 0:

@@ -29,7 +29,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Callable, Generator, Iterator, MutableMapping, Optional, Union, cast
 
 import anyio
 import pytest
@@ -388,7 +388,8 @@ class Tracking:
         try:
             with self.rec.lock:
                 self.rec.closes += 1
-            self.gen.close()
+            # A Tracking wraps the app's generator (Closeable, over any iterable, has its own close()).
+            cast(Generator[Chunk, None, None], self.gen).close()
         finally:
             self.rec.leave()
 
@@ -524,7 +525,8 @@ def expected(plan: AppPlan) -> Expected:
             return
         if plan.container == "list":
             for chunk in plan.chunks:
-                yield lambda chunk=chunk: yielded(chunk)
+                # The casts: mypy cannot type a lambda's default argument on its own.
+                yield cast(Callable[[], Any], lambda chunk=chunk: yielded(chunk))
             return
         recovered: list[bool] = []
 
@@ -541,7 +543,7 @@ def expected(plan: AppPlan) -> Expected:
                 yielded(plan.chunks[k])
 
         for k in range(len(plan.chunks) + 1):
-            yield lambda k=k: step(k)
+            yield cast(Callable[[], Any], lambda k=k: step(k))
             if recovered:
                 return
         if plan.endless:
@@ -628,8 +630,8 @@ class Server:
     def __init__(self, client: ClientPlan) -> None:
         self.plan = client
         self.script, self.body_whole = receive_script(client)
-        self.messages: list[dict[str, Any]] = []
-        self.after_gone: list[dict[str, Any]] = []
+        self.messages: list[MutableMapping[str, Any]] = []
+        self.after_gone: list[MutableMapping[str, Any]] = []
         self.gone = anyio.Event()
         self.left_early = False  # the client left before the response was complete
         self.done = anyio.Event()
@@ -665,7 +667,7 @@ class Server:
                 scope.cancel()
         return {"type": "http.disconnect"}
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: MutableMapping[str, Any]) -> None:
         await anyio.lowlevel.checkpoint()
         gone_after = self.plan.send_gone_after
         if gone_after is not None and len(self.messages) >= gone_after and not self.done.is_set():
@@ -710,7 +712,7 @@ class Outcome:
     escaped: Optional[type[BaseException]] = None
     escaped_repr: str = ""
     timed_out: bool = False
-    messages: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[MutableMapping[str, Any]] = field(default_factory=list)
     left_early: bool = False
     body_whole: bool = True
     saw_odd: bool = False
@@ -785,7 +787,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
 # -- checks --------------------------------------------------------------------------------
 
 
-def legal_sequence(messages: list[dict[str, Any]]) -> None:
+def legal_sequence(messages: list[MutableMapping[str, Any]]) -> None:
     """One http.response.start, then http.response.body messages; nothing after the final one."""
     for index, message in enumerate(messages):
         kind = message.get("type")

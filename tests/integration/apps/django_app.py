@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, cast
 
 import django
 from django.conf import settings
@@ -129,7 +129,7 @@ def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
             body = json.dumps(_counts).encode()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
-    return django_wsgi(environ, start_response)
+    return cast(Iterable[bytes], django_wsgi(environ, start_response))  # django is untyped
 
 
 asgi = WsgiToAsgi(app)

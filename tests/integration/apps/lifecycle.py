@@ -165,7 +165,7 @@ def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
 
 asgi = WsgiToAsgi(app)
 asgi_two_threads = WsgiToAsgi(app, max_threads=2)
-asgiref_asgi = AsgirefWsgiToAsgi(app)
+asgiref_asgi = AsgirefWsgiToAsgi(app)  # type: ignore[no-untyped-call]  # unannotated __init__
 
 
 def _startup_hook() -> None:

@@ -18,15 +18,17 @@ import json
 import sys
 import threading
 import warnings
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 from wsgiref.validate import WSGIWarning, validator
 
 from bridge import WsgiToAsgi
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse
+
 warnings.simplefilter("error", WSGIWarning)
 
 Environ = dict[str, Any]
-StartResponse = Callable[..., Callable[[bytes], None]]
 
 _problems: list[str] = []
 _problems_lock = threading.Lock()

@@ -14,6 +14,7 @@ Only the standard library here: the test process imports it without any framewor
 from __future__ import annotations
 
 import os
+from typing import Literal, cast
 
 STREAM_CHUNKS: tuple[bytes, ...] = tuple(f"chunk {i:02d} ".encode() + b"." * 4000 + b"\n" for i in range(8))
 COOKIES: tuple[tuple[str, str], ...] = (("flavour", "chocolate"), ("size", "large"))
@@ -30,5 +31,5 @@ def hello(name: str) -> str:
     return f"hello from {name}"
 
 
-def backend() -> str:
-    return os.environ.get(BACKEND_ENV, "asyncio")
+def backend() -> Literal["asyncio", "trio"]:
+    return cast(Literal["asyncio", "trio"], os.environ.get(BACKEND_ENV, "asyncio"))
