@@ -1,29 +1,35 @@
 """AsgiToWsgi: run an ASGI app under a PEP 3333 server.
 
 The ASGI app runs on one event loop in a background thread (asyncio or trio, through
-an anyio portal). Each WSGI call submits the app as a task on that loop and then
-blocks on a thread-safe queue of response events that the app's ``send()`` fills.
-The translation rules live in the pure modules (:mod:`bridge.environ`,
-:mod:`bridge.http`); this module is the concurrency glue.
+an anyio portal). Each WSGI call starts the app as a task on that loop (``_AppTask``)
+and then, in the WSGI server's thread (``_Responder``), takes the events the app's
+``send()`` produces from one bounded hand-off (:class:`bridge.handoff.Handoff`), which
+also carries the task's requests to read ``wsgi.input``. What the app may send next is
+decided by the ASGI response machine (:mod:`bridge.asgi_response`); the translation
+rules live in the pure modules (:mod:`bridge.environ`, :mod:`bridge.http`). This module
+is the concurrency glue; ``docs/internals.md`` follows one request through it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
+import enum
 import logging
 import os
-import queue
 import threading
 import time
 import weakref
-from typing import Any, Callable, Coroutine, Iterable, Iterator, Literal
+from collections import deque
+from typing import Any, Iterable, Iterator, Literal, Union
 
 import anyio
 from anyio.from_thread import BlockingPortal
 from asgiref.compatibility import guarantee_single_callable
 
 from ._types import ASGIApp, Environ, Message, Scope, StartResponse
+from .asgi_response import AsgiResponse, AsgiState, Body, Start
 from .environ import build_scope, environ_type_problem, wsgi_input_bytes
 from .errors import (
     AppExitError,
@@ -34,8 +40,8 @@ from .errors import (
     LifespanError,
     ResponseError,
 )
-from .handoff import LoopRef
-from .http import DEFAULT_PRELOAD_BODY, decode_asgi_headers, parse_asgi_status, parse_content_length
+from .handoff import Closed, Handoff, LoopRef
+from .http import DEFAULT_PRELOAD_BODY, parse_content_length
 from .lifespan import Lifespan
 from .loop_thread import LoopThread
 
@@ -45,17 +51,8 @@ logger = logging.getLogger("bridge.asgi_to_wsgi")
 
 _DISCONNECT: Message = {"type": "http.disconnect"}
 _READ_CHUNK = 256 * 1024
-# How long a blocked WSGI thread waits before checking that the loop thread lives.
-_POLL = 1.0
 # How long close() waits, beyond the grace period, for a cancelled task to end.
 _CANCEL_WAIT = 5.0
-
-# Response events, loop -> WSGI thread.
-_START, _BODY, _ERROR, _END = "start", "body", "error", "end"
-# ...the status with the event that followed it, in one put...
-_START_AND = "start+"
-# ...and the loop's request to read the body, served by the WSGI thread.
-_READ = "read"
 
 
 class AsgiToWsgi:
@@ -215,26 +212,28 @@ class AsgiToWsgi:
         lifespan = self._lifespan
         if lifespan is not None and lifespan.supported:
             scope["state"] = dict(lifespan.state)
-        call = _Call(self, scope, body, portal)
-        call.start()
-        return call.respond(start_response)
+        loop_ref = self._loop.loop_ref
+        assert loop_ref is not None  # the portal is running
+        events: Handoff[_Event] = Handoff(self.max_buffer, loop_ref)
+        task = _AppTask(self.app, scope, body, events, self.disconnect_grace)
+        responder = _Responder(self, task, body, portal)
+        task.start(self._loop.asyncio_loop, portal)
+        return responder.respond(start_response)
 
 
 class _RequestBody:
-    """Reads ``wsgi.input`` for the app's ``receive()``: never past Content-Length,
-    to EOF only when the server says the stream ends there (``wsgi.input_terminated``)."""
+    """Reads ``wsgi.input`` in the WSGI thread, for the app's ``receive()``: never past
+    Content-Length, to EOF only when the server says the stream ends there
+    (``wsgi.input_terminated``). A small body of known length is read before the app
+    starts (``preloaded``) and handed over in one message."""
 
-    __slots__ = ("done", "error", "preloaded", "remaining", "stream", "truncated")
+    __slots__ = ("preloaded", "remaining", "stream", "truncated")
 
     def __init__(self, stream: Any, remaining: int | None, preloaded: bytes | None, truncated: bool) -> None:
-        self.stream = stream
+        self.stream = stream  # None: nothing left to read
         self.remaining = remaining  # None: read until EOF
         self.preloaded = preloaded
-        self.truncated = truncated
-        self.done = False
-        # What the WSGI thread found wrong with wsgi.input (it read a str), for the
-        # app's receive() to raise; its traceback is dropped, no frame stays reachable.
-        self.error: BridgeError | None = None
+        self.truncated = truncated  # the preloaded body ended early: the client left
 
     @classmethod
     def from_environ(cls, environ: Environ, preload: int) -> _RequestBody:
@@ -268,76 +267,77 @@ class _RequestBody:
             return cls(None, 0, data, len(data) < length)
         return cls(stream, length, None, False)
 
-    async def next_message(self, call: _Call) -> Message:
-        if self.preloaded is not None:
-            data, self.preloaded = self.preloaded, None
-            self.done = True
-            if self.truncated:
-                return _DISCONNECT
-            return {"type": "http.request", "body": data, "more_body": False}
-        # wsgi.input belongs to the WSGI thread, which waits on our events anyway: ask
-        # it to read the next chunk (one wake-up each way, no extra thread).
-        request = _ReadRequest(call.loop_ref)
-        with call.lock:
-            if call.wsgi_done:
-                self.done = True
-                return _DISCONNECT  # the server has finished with this request
-            call.events.put((_READ, request))
-        await request.event.wait()
-        data, more, truncated = request.result
-        if truncated:
-            self.done = True
-            error, self.error = self.error, None
-            if error is not None:
-                raise error  # wsgi.input broke PEP 3333: the server's bug, not a disconnect
-            return _DISCONNECT
-        if not more:
-            self.done = True
-        return {"type": "http.request", "body": data, "more_body": more}
-
     @staticmethod
     def invalid_environ(key: str, value: object, expected: str = "a str") -> BridgeError:
         """InvalidScopeError naming an environ key that breaks PEP 3333 (slow path)."""
         return InvalidScopeError(environ_type_problem(key, value, expected))
 
-    def read(self) -> tuple[bytes, bool, bool]:
-        """In the WSGI thread: the next chunk, whether more follows, whether the client left."""
+    def serve(self, request: _ReadRequest) -> None:
+        """Answer the loop's request for the next chunk."""
+        if self.stream is None:
+            request.answer(b"", False, True)
+            return
         size = _READ_CHUNK if self.remaining is None else min(_READ_CHUNK, self.remaining)
         try:
             data = self.stream.read(size)
         except Exception as exc:
             logger.debug("reading the request body failed: %r", exc)
-            return b"", False, True
+            request.answer(b"", False, True)
+            return
         if type(data) is not bytes:
             try:
                 data = wsgi_input_bytes(data)
             except BridgeError as exc:
-                # Ends the body; next_message raises it from the app's receive().
-                self.error = exc.with_traceback(None)
-                return b"", False, True
+                # Ends the body; the app's receive() raises it: wsgi.input broke PEP 3333.
+                request.answer(b"", False, True, exc.with_traceback(None))
+                return
         if self.remaining is None:
-            return data, bool(data), False
-        if not data:
-            return b"", False, True  # the client left before the whole body arrived
-        self.remaining -= len(data)
-        return data, self.remaining > 0, False
+            request.answer(data, bool(data), False)
+        elif not data:
+            request.answer(b"", False, True)  # the client left before the whole body arrived
+        else:
+            self.remaining -= len(data)
+            request.answer(data, self.remaining > 0, False)
 
 
 class _ReadRequest:
-    """The loop asks the WSGI thread for the next chunk of the request body."""
+    """The loop asks the WSGI thread for the next chunk of the request body; the
+    answer comes back in this object (an event that crosses, not a tuple)."""
 
-    __slots__ = ("event", "loop_ref", "result")
+    __slots__ = ("data", "error", "event", "left", "loop_ref", "more")
 
     def __init__(self, loop_ref: LoopRef) -> None:
         self.loop_ref = loop_ref
         self.event = loop_ref.new_event()
-        self.result: tuple[bytes, bool, bool] = (b"", False, True)
+        self.data = b""
+        self.more = False
+        self.left = True  # the body ended early: the client left
+        self.error: BridgeError | None = None  # ...or wsgi.input broke PEP 3333
 
-    def answer(self, result: tuple[bytes, bool, bool]) -> None:
-        """In the WSGI thread: hand the result over and wake the waiting task (if the
+    def answer(self, data: bytes, more: bool, left: bool, error: BridgeError | None = None) -> None:
+        """From either thread: hand the result over and wake the waiting task (if the
         loop has ended, nobody waits any more)."""
-        self.result = result
-        self.loop_ref.wake(self.event)
+        self.data, self.more, self.left, self.error = data, more, left, error
+        if threading.get_ident() == self.loop_ref.thread:
+            self.event.set()
+        else:
+            self.loop_ref.wake(self.event)
+
+
+class _Failed:
+    """The app's task failed before its response was handed over: the WSGI thread
+    raises ``error`` from the response."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+#: What the app's task hands to the WSGI thread, through one bounded Handoff: the
+#: response as the ASGI machine translates it, a failure, or a request to read the
+#: body. The task's end is the hand-off's close().
+_Event = Union[Start, Body, _Failed, _ReadRequest]
 
 
 def _read_exactly(stream: Any, length: int) -> bytes:
@@ -360,225 +360,71 @@ def _read_exactly(stream: Any, length: int) -> bytes:
     return b"".join(chunks)
 
 
-class _Call:
-    """One request: the app's task on the loop, and the WSGI thread waiting on it."""
+class _TaskState(enum.Enum):
+    RUNNING = "RUNNING"
+    FAILED_EARLY = "FAILED_EARLY"  # the request failed while the task runs on (see receive)
+    ENDED = "ENDED"
+
+
+class _AppTask:
+    """One request's ASGI side, on the loop: runs the app, answers its ``receive()``,
+    turns its ``send()`` into events for the WSGI thread (through ``events``), and
+    lets it go when the client leaves. Only :meth:`start` is called from another
+    thread (the WSGI thread, once); :meth:`abort_then_cancel` runs on the loop."""
+
+    __slots__ = (
+        "_ended",
+        "_over",
+        "app",
+        "body_done",
+        "cancel_scope",
+        "events",
+        "grace",
+        "loop_ref",
+        "pending_start",
+        "preloaded",
+        "response",
+        "scope",
+        "state",
+        "task",
+        "truncated",
+    )
 
     def __init__(
-        self,
-        adapter: AsgiToWsgi,
-        scope: Scope,
-        body: _RequestBody,
-        portal: BlockingPortal,
+        self, app: ASGIApp, scope: Scope, body: _RequestBody, events: Handoff[_Event], grace: float
     ) -> None:
-        self.app = adapter.app
-        self.loop = adapter._loop
-        self.grace = adapter.disconnect_grace
-        self.teardown_wait = adapter.teardown_wait
-        self.limit = adapter.max_buffer
+        self.app = app
         self.scope = scope
-        self.body = body
-        self.portal = portal
-        self.wsgi_done = False  # the WSGI server finished with the request
-        self.head = scope["method"] == "HEAD"
-        self.events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
-        self.lock = threading.Lock()
-        self.buffered = 0
-        self.space: anyio.Event | None = None
-        self.start_seen = False
-        self.finished = False  # the final body message was sent
-        self.broken: str | None = None  # how the app first broke the response protocol
-        self.failed_early = False  # ...and the request failed while its task ran on
-        self.reading = True  # the WSGI thread still takes events (see _stop_reading)
-        self.aborted = False  # the WSGI server closed the response early: client gone
-        self.task_ended = False  # set on the loop when the app's task is over
-        self.asyncio_loop = adapter._loop.asyncio_loop
-        loop_ref = adapter._loop.loop_ref
-        assert loop_ref is not None  # the portal is running
-        self.loop_ref = loop_ref
-        # Loop-side events, made only when someone has to wait (most requests don't).
-        self.response_done = False
-        self.pending_start: tuple[Any, ...] | None = None
-        self.backlog: tuple[Any, ...] | None = None  # the event that came with the start
-        self._response_over: anyio.Event | None = None
-        self._ended: anyio.Event | None = None
+        self.events = events
+        self.loop_ref = events.loop_ref
+        self.grace = grace
+        self.state = _TaskState.RUNNING
+        # What the app may send next: the ASGI rules.
+        self.response = AsgiResponse(head=scope["method"] == "HEAD")
+        self.preloaded = body.preloaded
+        self.truncated = body.truncated
+        self.body_done = False
+        # The status, held back and handed over with what follows it, so that the
+        # WSGI thread wakes once for the status and the first body, not twice.
+        self.pending_start: Start | None = None
+        self._over: anyio.Event | None = None  # made only when receive() has to wait
+        self._ended: anyio.Event | None = None  # ...or when an abort waits for the end
         self.cancel_scope: anyio.CancelScope | None = None  # the app's task, on trio
         self.task: asyncio.Task[None] | None = None  # the app's task, on asyncio
 
-    # -- on the loop -----------------------------------------------------------------------
-
-    async def run(self) -> None:
-        try:
-            await self.app(self.scope, self.receive, self.send)
-        except anyio.get_cancelled_exc_class():
-            # Cut off (the adapter closed, or the client left): never let the WSGI
-            # server finish a truncated response as if it were complete.
-            self._emit(
-                (_ERROR, BridgeError("the ASGI app's task was cancelled before it finished its response"))
-            )
-            raise
-        except BaseException as exc:
-            self._failed(exc)  # no name for it here: this frame is in its traceback
-        else:
-            self._emit((_END,))
-        finally:
-            self.task_ended = True
-            if self.task is not None:
-                _running_tasks.discard(self.task)
-            # A cancelled task keeps its CancelledError, whose traceback holds this
-            # frame, which holds this call: let go of it.
-            self.task = self.cancel_scope = None
-            if self._ended is not None:
-                self._ended.set()
-
-    def _failed(self, exc: BaseException) -> None:
-        """The app raised: hand the error to the WSGI thread if it will raise it there.
-
-        Otherwise (the response was complete, or its client gone) it is only logged,
-        and the end is reported without it: an error left in the queue would hold its
-        traceback, whose frames hold this call, until a full garbage collection.
-        """
-        error = AppExitError.wrap(exc, "ASGI") if isinstance(exc, (KeyboardInterrupt, SystemExit)) else exc
-        if self.finished:
-            logger.error("the ASGI app raised after its response was complete", exc_info=error)
-        elif self.aborted:
-            if _caused_by_disconnect(error):
-                logger.debug("the ASGI app stopped after its client left: %r", error)
-            else:
-                logger.error("the ASGI app raised after its client left", exc_info=error)
-        elif self.failed_early:
-            logger.debug("the ASGI app raised after its request failed", exc_info=error)
-        else:
-            with self.lock:
-                if self.reading:
-                    self._emit((_ERROR, error))
-                    return
-            logger.error("the ASGI app raised after its response was handed over", exc_info=error)
-        self._emit((_END,))
-
-    async def receive(self) -> Message:
-        if self.aborted:
-            return _DISCONNECT
-        if not self.body.done:
-            return await self.body.next_message(self)
-        # The whole body was delivered: http.disconnect comes only once the response
-        # is complete or the client has gone (ASGI www spec, "Disconnect").
-        if not self.response_done:
-            if self.broken is not None and not self.failed_early:
-                # The app broke the response protocol, swallowed the error, and now
-                # waits for the client to leave, which a WSGI server cannot report
-                # while it waits for the response: fail the request now.
-                self.failed_early = True
-                self._emit((_ERROR, ResponseError(self.broken)))  # (a fresh one: never raised here)
-            if self._response_over is None:
-                self._response_over = anyio.Event()
-            await self._response_over.wait()
-        return _DISCONNECT
-
-    async def send(self, message: Message) -> None:
-        if self.aborted:
-            raise ClientDisconnected("the client disconnected")
-        try:
-            kind = message["type"]
-        except (KeyError, TypeError):
-            raise self._refuse(f"an ASGI message must be a dict with a 'type' key, got {message!r}") from None
-        if kind == "http.response.body":
-            if not self.start_seen:
-                raise self._refuse("the ASGI app sent http.response.body before http.response.start")
-            if self.finished:
-                return  # ASGI: messages after the final body are ignored
-            body = message.get("body", b"")
-            if type(body) is not bytes:
-                if not isinstance(body, (bytes, bytearray, memoryview)):
-                    raise self._refuse(f"http.response.body 'body' must be bytes, got {type(body).__name__}")
-                body = bytes(body)
-            more = bool(message.get("more_body", False))
-            if not more:
-                self.finished = True
-                self._end_response()
-            if self.head:
-                body = b""  # the server would write it: WSGI leaves HEAD to the app
-            self._emit((_BODY, body, more))
-            if body and more:
-                await self._reserve(len(body))
-        elif kind == "http.response.start":
-            if self.start_seen:
-                raise self._refuse("the ASGI app sent http.response.start twice")
-            if "status" not in message:
-                raise self._refuse("http.response.start has no 'status'")
-            try:
-                status = parse_asgi_status(message["status"])
-                headers = decode_asgi_headers(message.get("headers", ()))
-            except ResponseError as exc:
-                raise self._refuse(str(exc)) from None
-            self.start_seen = True
-            # Held back and put just before what follows, so that the WSGI thread
-            # wakes once for the status and the first body, not twice.
-            self.pending_start = (_START, status, headers)
-        elif kind == "http.response.trailers":
-            return  # never advertised; WSGI has no trailers
-        else:
-            raise self._refuse(f"unsupported ASGI message type {kind!r} for an http scope")
-
-    def _refuse(self, reason: str) -> ResponseError:
-        """The app broke the response protocol: the error to raise into its send(). As
-        under uvicorn or hypercorn, an app that catches it and goes on correctly still
-        answers; one that then waits for a disconnect fails (see receive())."""
-        if self.broken is None:
-            self.broken = reason
-        return ResponseError(reason)
-
-    async def _reserve(self, size: int) -> None:
-        """Account for buffered bytes (of non-final bodies: the final one needs no
-        room); wait while the WSGI side is too far behind."""
-        with self.lock:
-            self.buffered += size
-            if self.buffered <= self.limit:
-                return
-            event = self.space = anyio.Event()
-        await event.wait()
-        if self.aborted:
-            raise ClientDisconnected("the client disconnected")
-
-    def _emit(self, event: tuple[Any, ...]) -> None:
-        start = self.pending_start
-        if start is not None:
-            self.pending_start = None
-            self.events.put((_START_AND, start, event))  # one put: one wake-up
-        else:
-            self.events.put(event)
-
-    def _end_response(self) -> None:
-        self.response_done = True
-        if self._response_over is not None:
-            self._response_over.set()
-
-    async def _abort_then_cancel(self) -> None:
-        self.aborted = True
-        self._end_response()
-        space = self.space
-        if space is not None:
-            space.set()
-        if not self.task_ended:
-            self._ended = anyio.Event()
-            with anyio.move_on_after(self.grace):
-                await self._ended.wait()
-        if not self.task_ended:
-            logger.warning("cancelling the ASGI app's task: its client left %s s ago", self.grace)
-            if self.task is not None:
-                self.task.cancel()
-            elif self.cancel_scope is not None:
-                self.cancel_scope.cancel()
-
-    def start(self) -> None:
-        """Start the app's task on the loop, without waiting for the loop to acknowledge."""
-        loop = self.asyncio_loop
+    def start(self, loop: asyncio.AbstractEventLoop | None, portal: BlockingPortal) -> None:
+        """From the WSGI thread: start the app's task, without waiting for the loop."""
         if loop is not None:
             # A bare callback, not run_coroutine_threadsafe: the task reports its end
             # through the events already, so a concurrent future and its chained
             # callbacks would be pure cost (a fifth of the adapter's time per hello).
             loop.call_soon_threadsafe(self._create_task, loop)
         else:
-            self.portal.start_task_soon(self._run_in_scope)
+            portal.start_task_soon(self._run_in_scope)
+
+    def _create_task(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.task = task = loop.create_task(self.run())
+        _running_tasks.add(task)  # asyncio keeps only weak references to tasks
 
     async def _run_in_scope(self) -> None:
         # A scope of our own to cancel the task by, from the loop: cancelling the
@@ -587,53 +433,226 @@ class _Call:
             self.cancel_scope = cancel_scope
             await self.run()
 
-    def _create_task(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.task = task = loop.create_task(self.run())
-        _running_tasks.add(task)  # asyncio keeps only weak references to tasks
-
-    def spawn(self, func: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Start a helper task on the loop, without waiting for the loop to acknowledge."""
-        if self.asyncio_loop is not None:
-            asyncio.run_coroutine_threadsafe(func(), self.asyncio_loop)
+    async def run(self) -> None:
+        try:
+            await self.app(self.scope, self.receive, self.send)
+        except anyio.get_cancelled_exc_class():
+            # Cut off (the adapter closed, or the client left): never let the WSGI
+            # server finish a truncated response as if it were complete.
+            self._hand_over_failure(
+                BridgeError("the ASGI app's task was cancelled before it finished its response")
+            )
+            raise
+        except BaseException as exc:
+            self._failed(exc)  # no name for it here: this frame is in its traceback
         else:
-            self.portal.start_task_soon(func)
-
-    # -- in the WSGI thread ----------------------------------------------------------------
-
-    def _next_event(self) -> tuple[Any, ...]:
-        """The next response event; serves the app's body reads meanwhile."""
-        if self.backlog is not None:
-            event, self.backlog = self.backlog, None
-            return event
-        while True:
             try:
-                event = self.events.get(timeout=_POLL)
-            except queue.Empty:
-                if not self.loop.running and not self.task_ended:
-                    raise BridgeError("the event loop thread running the ASGI app has stopped") from None
+                end = self.response.returned()  # a response that never started is an error
+            except ResponseError as exc:
+                self._failed(exc)
+            else:
+                if end is not None:  # started, never ended: end it here
+                    with contextlib.suppress(Closed):  # the WSGI side is done already
+                        self._emit(end)
+        finally:
+            self.state = _TaskState.ENDED
+            if self.task is not None:
+                _running_tasks.discard(self.task)
+            # A cancelled task keeps its CancelledError, whose traceback holds this
+            # frame, which holds this object: let go of it.
+            self.task = self.cancel_scope = None
+            self.events.close()  # the end: the WSGI thread sees it once it took the rest
+            if self._ended is not None:
+                self._ended.set()
+
+    def _failed(self, exc: BaseException) -> None:
+        """The app raised: hand the error to the WSGI thread if it will raise it there.
+
+        Otherwise (the response was complete, or its client gone) it is only logged:
+        an error left in the hand-off would hold its traceback, whose frames hold this
+        request, until a full garbage collection.
+        """
+        error = AppExitError.wrap(exc, "ASGI") if isinstance(exc, (KeyboardInterrupt, SystemExit)) else exc
+        response = self.response
+        if response.finished:
+            logger.error("the ASGI app raised after its response was complete", exc_info=error)
+        elif response.state is AsgiState.CLIENT_GONE:
+            if _caused_by_disconnect(error):
+                logger.debug("the ASGI app stopped after its client left: %r", error)
+            else:
+                logger.error("the ASGI app raised after its client left", exc_info=error)
+        elif self.state is _TaskState.FAILED_EARLY:
+            logger.debug("the ASGI app raised after its request failed", exc_info=error)
+        elif not self._hand_over_failure(error):
+            logger.error("the ASGI app raised after its response was handed over", exc_info=error)
+
+    def _hand_over_failure(self, error: BaseException) -> bool:
+        """False if the WSGI thread takes no more events."""
+        try:
+            self._emit(_Failed(error))
+        except Closed:
+            return False
+        return True
+
+    def _emit(self, event: _Event) -> None:
+        start = self.pending_start
+        if start is not None:
+            self.pending_start = None
+            self.events.push_in_loop(start, event)  # one hand-over, one wake-up
+        else:
+            self.events.push_in_loop(event)
+
+    async def receive(self) -> Message:
+        if self.response.state is AsgiState.CLIENT_GONE:
+            return _DISCONNECT
+        if not self.body_done:
+            return await self._next_body_message()
+        # The whole body was delivered: http.disconnect comes only once the response
+        # is complete or the client has gone (ASGI www spec, "Disconnect").
+        if not self._response_over():
+            broken = self.response.broken
+            if broken is not None and self.state is _TaskState.RUNNING:
+                # The app broke the response protocol, swallowed the error, and now
+                # waits for the client to leave, which a WSGI server cannot report
+                # while it waits for the response: fail the request now.
+                self.state = _TaskState.FAILED_EARLY
+                self._hand_over_failure(ResponseError(broken))  # (a fresh one: never raised here)
+            if self._over is None:
+                self._over = anyio.Event()
+            await self._over.wait()
+        return _DISCONNECT
+
+    def _response_over(self) -> bool:
+        return self.response.finished or self.response.state is AsgiState.CLIENT_GONE
+
+    async def _next_body_message(self) -> Message:
+        preloaded = self.preloaded
+        if preloaded is not None:
+            self.preloaded = None
+            self.body_done = True
+            if self.truncated:
+                return _DISCONNECT
+            return {"type": "http.request", "body": preloaded, "more_body": False}
+        # wsgi.input belongs to the WSGI thread, which waits on our events anyway: ask
+        # it to read the next chunk (one wake-up each way, no extra thread).
+        request = _ReadRequest(self.loop_ref)
+        try:
+            self._emit(request)
+        except Closed:
+            self.body_done = True
+            return _DISCONNECT  # the server has finished with this request
+        await request.event.wait()
+        if request.left:
+            self.body_done = True
+            error, request.error = request.error, None
+            if error is not None:
+                raise error  # wsgi.input broke PEP 3333: the server's bug, not a disconnect
+            return _DISCONNECT
+        if not request.more:
+            self.body_done = True
+        return {"type": "http.request", "body": request.data, "more_body": request.more}
+
+    async def send(self, message: Message) -> None:
+        event = self.response.send(message)  # ClientDisconnected once the client left
+        if isinstance(event, Body):
+            if not event.more:
+                self._end_response()
+            try:
+                if event.more and event.data and self.pending_start is None:
+                    # Backpressure: wait while the WSGI side is too far behind.
+                    await self.events.put_in_loop(event, len(event.data))
+                else:
+                    self._emit(event)
+            except Closed:
+                # The WSGI server is done with a response that was not: the client left.
+                self.response.client_gone()
+                raise ClientDisconnected("the client disconnected") from None
+            if self.response.state is AsgiState.CLIENT_GONE:
+                raise ClientDisconnected("the client disconnected")
+        elif event is not None:
+            self.pending_start = event
+
+    def _end_response(self) -> None:
+        if self._over is not None:
+            self._over.set()
+
+    async def abort_then_cancel(self) -> None:
+        """The client is gone: tell the app (its sends raise, its receive()
+        disconnects), give it the grace period, then cancel it."""
+        self.response.client_gone()
+        self._end_response()
+        for event in self.events.refuse():  # nobody takes them now; a waiting send() wakes
+            if isinstance(event, _ReadRequest):
+                event.answer(b"", False, True)
+        if self.state is not _TaskState.ENDED:
+            self._ended = anyio.Event()
+            with anyio.move_on_after(self.grace):
+                await self._ended.wait()
+        if self.state is not _TaskState.ENDED:
+            logger.warning("cancelling the ASGI app's task: its client left %s s ago", self.grace)
+            if self.task is not None:
+                self.task.cancel()
+            elif self.cancel_scope is not None:
+                self.cancel_scope.cancel()
+
+
+class _ResponseState(enum.Enum):
+    AWAITING = "AWAITING"  # waiting for the status and the first body bytes
+    STREAMING = "STREAMING"  # handed to the server, more to come
+    DONE = "DONE"  # the server has the whole response (or closed it early)
+
+
+class _Responder:
+    """One request's WSGI side, in the WSGI server's thread: takes the app's task's
+    events, serves its body reads, and hands the response to the WSGI server."""
+
+    __slots__ = (
+        "backlog",
+        "body",
+        "events",
+        "grace",
+        "head",
+        "loop",
+        "portal",
+        "state",
+        "task",
+        "teardown_wait",
+    )
+
+    def __init__(
+        self, adapter: AsgiToWsgi, task: _AppTask, body: _RequestBody, portal: BlockingPortal
+    ) -> None:
+        self.task = task  # only to start and to abort it, through the loop
+        self.events = task.events
+        self.body = body
+        self.loop = adapter._loop
+        self.portal = portal
+        self.grace = adapter.disconnect_grace
+        self.teardown_wait = adapter.teardown_wait
+        self.head = task.response.head
+        self.state = _ResponseState.AWAITING
+        self.backlog: deque[_Event] = deque()
+
+    def _loop_stopped(self) -> bool:
+        if not self.loop.running and not self.events.closed:
+            raise BridgeError("the event loop thread running the ASGI app has stopped")
+        return False
+
+    def next_event(self) -> Start | Body | _Failed | None:
+        """The next response event, None once the task has ended; serves the app's
+        body reads meanwhile."""
+        backlog = self.backlog
+        while True:
+            if not backlog:
+                try:
+                    backlog.extend(self.events.get_in_thread(self._loop_stopped))
+                except Closed:
+                    return None
+            event = backlog.popleft()
+            if isinstance(event, _ReadRequest):
+                self.body.serve(event)
                 continue
-            if event[0] is _READ:
-                event[1].answer(self.body.read())
-                continue
-            if event[0] is _START_AND:
-                self.backlog = event[2]
-                return event[1]  # type: ignore[no-any-return]
             return event
-
-    def finish(self) -> None:
-        """The WSGI server is done with this request: body reads get a disconnect."""
-        if self.body.stream is None:
-            return  # the body was handed over whole: no read can be pending or come
-        self._stop_reading()
-
-    def _consumed(self, size: int) -> None:
-        with self.lock:
-            self.buffered -= size
-            event = self.space
-            if event is None or self.buffered > self.limit:
-                return
-            self.space = None
-        self.loop_ref.wake(event)
 
     def respond(self, start_response: StartResponse) -> Iterable[bytes]:
         """Wait for the status, headers and first body bytes; then start the response."""
@@ -642,79 +661,70 @@ class _Call:
         chunks: list[bytes] = []
         complete = head_cut = False
         while True:
-            event = self._next_event()
-            kind = event[0]
-            if kind is _BODY:
-                data, more = event[1], event[2]
-                if data:
-                    chunks.append(data)
-                    if more:
-                        self._consumed(len(data))
-                if not more:
+            event = self.next_event()
+            if isinstance(event, Body):
+                if event.data:
+                    chunks.append(event.data)
+                if not event.more:
                     complete = True
                     break
-                if data:
+                if event.data:
                     break
                 if self.head:
                     # No body bytes will ever come for HEAD, and an endless stream would
                     # hold the headers forever: answer now, and let the app go.
                     head_cut = True
                     break
-            elif kind is _START:
-                status, headers = event[1], event[2]
-            elif kind is _ERROR:
+            elif isinstance(event, Start):
+                status, headers = event
+            elif isinstance(event, _Failed):
                 self._let_go()
-                error = event[1]
+                error = event.error
                 try:
                     raise error
                 finally:
                     del error, event  # this frame joins the traceback: no cycle through it
-            else:  # _END
+            else:  # the task ended, after a start (one that never started reports _Failed)
                 if status is None:
-                    raise ResponseError("the ASGI app returned without sending http.response.start")
+                    raise BridgeError("the ASGI app's task ended without a response")
                 complete = True
                 break
         assert status is not None
         start_response(status, headers)
         if head_cut:
-            self._stop_reading()
+            self.finish()
             self.abort(wait=False)
             return []
         if complete:
             # The whole body is here: a one-element list lets the server set Content-Length.
             self.finish()
-            if self.task_ended or not self.teardown_wait:
-                return [b"".join(chunks)] if not self.head else []
-            return _CompleteResponse([b"".join(chunks)] if not self.head else [], self)
+            body = [b"".join(chunks)] if not self.head else []
+            if self.events.closed or not self.teardown_wait:
+                return body
+            return _CompleteResponse(body, self)
+        self.state = _ResponseState.STREAMING
         return _ResponseIterator(self, chunks)
 
-    def _stop_reading(self) -> None:
-        """The WSGI thread reads no more events while the app's task may still run:
-        body reads get a disconnect, an error it reports from now on is only logged
-        (queued, nobody would take it, and its traceback would keep this call alive),
-        and one queued already goes."""
-        with self.lock:
-            self.reading = False
-            self.wsgi_done = True  # body reads from now on get a disconnect
-            while True:
-                try:
-                    event = self.events.get_nowait()
-                except queue.Empty:
-                    return
-                if event[0] is _READ:
-                    event[1].answer((b"", False, True))
+    def finish(self) -> None:
+        """The WSGI server is done with this request: the task's events are refused
+        (its body reads get a disconnect, an error it reports from now on is only
+        logged), and those queued go."""
+        self.state = _ResponseState.DONE
+        for event in self.events.refuse():
+            if isinstance(event, _ReadRequest):
+                event.answer(b"", False, True)
 
     def _let_go(self) -> None:
         """The request failed while the app's task may still run (it swallowed the
         error of a broken send()): tell it the client is gone, and cancel it after the
         grace period, as when the server closes a response early."""
-        if not self.task_ended:
+        if not self.events.closed:
             self.abort(wait=False)
 
     def await_return(self) -> None:
         """From the response's close(): the client has the whole response; give the
         app up to ``teardown_wait`` to return before the server takes another request."""
-        if self.task_ended or not self.teardown_wait:
+        if self.events.closed or not self.teardown_wait:
             return
         if not self._wait_for_end(self.teardown_wait):
             logger.debug(
@@ -729,44 +739,43 @@ class _Call:
         response, and nothing of the request should outlive that).
         """
         try:
-            self.spawn(self._abort_then_cancel)
+            if self.loop.asyncio_loop is not None:
+                asyncio.run_coroutine_threadsafe(self.task.abort_then_cancel(), self.loop.asyncio_loop)
+            else:
+                self.portal.start_task_soon(self.task.abort_then_cancel)
         except RuntimeError:  # the loop has ended (asyncio's, or the portal's error)
             return
         if wait and not self._wait_for_end(self.grace + _CANCEL_WAIT):
             logger.warning("the ASGI app's task did not end after it was cancelled")
 
     def _wait_for_end(self, timeout: float) -> bool:
-        """Drain the response events until the task's last one (it always sends an end
-        or an error, whichever way it finishes); False if it did not come in time."""
-        backlog, self.backlog = self.backlog, None
-        if backlog is not None and (backlog[0] is _END or backlog[0] is _ERROR):
-            return True
+        """Wait for the task's end (the hand-off's close), dropping what it still
+        sends and refusing its body reads; False if it did not come in time."""
+        self.backlog.clear()
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return self.task_ended
+                return self.events.closed
             try:
-                event = self.events.get(timeout=min(remaining, _POLL))
-            except queue.Empty:
-                if not self.loop.running:
-                    return True
-                continue
-            if event[0] is _START_AND:
-                event = event[2]
-            if event[0] is _READ:
-                event[1].answer((b"", False, True))
-            elif event[0] is _END or event[0] is _ERROR:
+                events = self.events.get_in_thread(self._loop_gone, remaining)
+            except Closed:
                 return True
+            for event in events:
+                if isinstance(event, _ReadRequest):
+                    event.answer(b"", False, True)
+
+    def _loop_gone(self) -> bool:
+        return not self.loop.running
 
 
 class _ResponseIterator:
     """The streaming response handed to the WSGI server."""
 
-    __slots__ = ("call", "done", "pending")
+    __slots__ = ("done", "pending", "responder")
 
-    def __init__(self, call: _Call, pending: list[bytes]) -> None:
-        self.call = call
+    def __init__(self, responder: _Responder, pending: list[bytes]) -> None:
+        self.responder = responder
         self.pending = pending
         self.done = False
 
@@ -776,54 +785,52 @@ class _ResponseIterator:
     def __next__(self) -> bytes:
         if self.pending:
             return self.pending.pop(0)
-        call = self.call
+        responder = self.responder
         while not self.done:
-            event = call._next_event()
-            kind = event[0]
-            if kind is _BODY:
-                data, more = event[1], event[2]
-                if not more:
+            event = responder.next_event()
+            if isinstance(event, Body):
+                if not event.more:
                     self.done = True
-                elif data:
-                    call._consumed(len(data))
-                if data:
-                    return data  # type: ignore[no-any-return]
-            elif kind is _ERROR:
+                if event.data:
+                    return event.data
+            elif isinstance(event, _Failed):
                 self.done = True
-                call._let_go()
-                error = event[1]
+                responder._let_go()
+                error = event.error
                 try:
                     raise error
                 finally:
                     del error, event  # this frame joins the traceback: no cycle through it
-            elif kind is _END:
+            elif event is None:
                 self.done = True  # returned after start without a final body: end here
-        call.finish()
+        responder.finish()
         raise StopIteration
 
     def close(self) -> None:
+        responder = self.responder
         if not self.done:
             self.done = True
-            self.call.abort(wait=True)
+            responder.finish()
+            responder.abort(wait=True)
         else:
-            self.call.await_return()
-        self.call.finish()
+            responder.finish()
+            responder.await_return()
 
 
 class _CompleteResponse(list[bytes]):
     """A whole response as a one-element list (the server can set Content-Length),
     whose ``close()`` gives the app its ``teardown_wait``."""
 
-    __slots__ = ("call",)
+    __slots__ = ("responder",)
 
-    def __init__(self, body: list[bytes], call: _Call) -> None:
+    def __init__(self, body: list[bytes], responder: _Responder) -> None:
         super().__init__(body)
-        self.call: _Call | None = call
+        self.responder: _Responder | None = responder
 
     def close(self) -> None:
-        call, self.call = self.call, None
-        if call is not None:
-            call.await_return()
+        responder, self.responder = self.responder, None
+        if responder is not None:
+            responder.await_return()
 
 
 def _caused_by_disconnect(error: BaseException) -> bool:

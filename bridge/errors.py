@@ -47,8 +47,28 @@ class ResponseError(BridgeError):
     """The wrapped app broke the response protocol (PEP 3333 or ASGI).
 
     A bad status line, a header that cannot be encoded, a body chunk that is not
-    ``bytes``, no ``start_response`` call, and the like. The message names the rule.
+    ``bytes``, no ``start_response`` call, and the like. The message says what was
+    wrong; ``rule`` is the id of the broken rule in :data:`bridge.rules.RULES` (the
+    table ``bridge check`` reports from) and ``state`` the response's state when it
+    happened, both named at the end of the message when known.
     """
+
+    rule: str | None = None
+    state: str | None = None
+
+    def __init__(self, message: str, *, rule: str | None = None, state: str | None = None) -> None:
+        super().__init__(message)
+        if rule is not None:
+            self.rule = rule
+        if state is not None:
+            self.state = state
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.rule is None:
+            return text
+        where = f", in state {self.state}" if self.state is not None else ""
+        return f"{text} [rule {self.rule}{where}]"
 
 
 class HopByHopHeaderError(ResponseError):

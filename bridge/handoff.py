@@ -6,16 +6,21 @@ microseconds). Here a side is woken only when it is actually waiting: a producer
 stays ahead of its consumer, within the byte budget, never pays for a wake-up, and a
 consumer that finds data waiting takes all of it at once.
 
-One side runs on the event loop (``*_in_loop`` methods, async), the other in one
-ordinary thread (``*_in_thread`` methods, blocking). Either may produce. Closing
-wakes both sides; every blocking wait also wakes up now and then so its caller can
-check for a reason to stop (the waits have a way out even if a peer vanishes).
+One side runs on the event loop (``*_in_loop`` methods), the other in one ordinary
+thread (``*_in_thread`` methods, blocking). Either may produce. Two ways to end it:
+``close()`` (usually the producer's: nothing more will come; the consumer takes what
+is queued, then sees the end) and ``refuse()`` (the consumer's: it takes nothing more;
+what is queued is handed back, and puts raise ``Closed``, while a consumer may still
+wait for the producer's ``close()``). Both wake both sides; every blocking wait also
+wakes up now and then so its caller can check for a reason to stop (the waits have
+a way out even if a peer vanishes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import deque
 from typing import Any, Awaitable, Callable, Generic, Protocol, TypeVar
 
@@ -94,6 +99,7 @@ class Handoff(Generic[T]):
         "_loop_waiting",
         "_new_event",
         "_queued",
+        "_refused",
         "_thread_waiting",
         "limit",
     )
@@ -107,6 +113,7 @@ class Handoff(Generic[T]):
         self._queued = 0
         self._cond = threading.Condition(threading.Lock())
         self._closed = False
+        self._refused = False
         self._thread_waiting = False
         self._loop_waiting = False
         self._loop_event: _Event | None = None
@@ -116,7 +123,12 @@ class Handoff(Generic[T]):
 
     @property
     def closed(self) -> bool:
+        """``close()`` was called: nothing more will come."""
         return self._closed
+
+    @property
+    def loop_ref(self) -> LoopRef:
+        return self._loop
 
     # -- shared ------------------------------------------------------------------------
 
@@ -136,6 +148,20 @@ class Handoff(Generic[T]):
             self._loop_waiting = False
         if event is not None:
             self._signal_loop(event)
+
+    def refuse(self) -> list[T]:
+        """From the consumer's side: take nothing more. Returns what was queued, for
+        the caller to dispose of; later puts raise Closed (a producer waiting for room
+        is woken to find that), and a consumer's get still waits for ``close()``."""
+        with self._cond:
+            self._refused = True
+            items = self._take_all()
+            self._cond.notify_all()
+            event = self._loop_event if self._loop_waiting else None
+            self._loop_waiting = False
+        if event is not None:
+            self._signal_loop(event)
+        return items
 
     def _signal_loop(self, event: _Event) -> None:
         # From the loop's own thread a plain set() is right; from elsewhere, hand it over.
@@ -159,13 +185,13 @@ class Handoff(Generic[T]):
     def put_in_thread(self, item: T, size: int, should_stop: Callable[[], bool] = lambda: False) -> None:
         """Queue an item; block while the queue is over its budget."""
         with self._cond:
-            while self._queued and self._queued + size > self.limit and not self._closed:
+            while self._queued and self._queued + size > self.limit and not (self._closed or self._refused):
                 self._thread_waiting = True
                 self._cond.wait(_THREAD_POLL)
                 self._thread_waiting = False
                 if should_stop():
                     raise Closed("stopped while waiting for room")
-            if self._closed:
+            if self._closed or self._refused:
                 raise Closed("the hand-off is closed")
             self._items.append((item, size))
             self._queued += size
@@ -185,15 +211,24 @@ class Handoff(Generic[T]):
                 if self._items and should_stop():
                     raise Closed("stopped while waiting for the consumer")
 
-    def get_in_thread(self, should_stop: Callable[[], bool] = lambda: False) -> list[T]:
+    def get_in_thread(
+        self, should_stop: Callable[[], bool] = lambda: False, timeout: float | None = None
+    ) -> list[T]:
         """Take everything queued; block while nothing is. Raises Closed once closed
-        and empty, or when ``should_stop()`` says so while waiting."""
+        and empty, or when ``should_stop()`` says so while waiting; returns nothing
+        once ``timeout`` seconds have passed, if given."""
         with self._cond:
+            deadline = None if timeout is None else time.monotonic() + timeout
             while not self._items:
                 if self._closed:
                     raise Closed("the hand-off is closed")
+                wait = _THREAD_POLL
+                if deadline is not None:
+                    wait = min(wait, deadline - time.monotonic())
+                    if wait <= 0:
+                        return []
                 self._thread_waiting = True
-                self._cond.wait(_THREAD_POLL)
+                self._cond.wait(wait)
                 self._thread_waiting = False
                 if not self._items and should_stop():
                     raise Closed("stopped while waiting for data")
@@ -206,11 +241,22 @@ class Handoff(Generic[T]):
 
     # -- loop side ---------------------------------------------------------------------
 
+    def push_in_loop(self, *items: T) -> None:
+        """Queue items now, whatever the budget, counting nothing against it (for the
+        few that must never wait: a status, an end, an error, a request to the
+        thread); from the loop's thread. One wake-up for all of them."""
+        with self._cond:
+            if self._closed or self._refused:
+                raise Closed("the hand-off is closed")
+            self._items.extend((item, 0) for item in items)
+            if self._thread_waiting:
+                self._cond.notify()
+
     async def put_in_loop(self, item: T, size: int) -> None:
         """Queue an item; wait while the queue is over its budget."""
         while True:
             with self._cond:
-                if self._closed:
+                if self._closed or self._refused:
                     raise Closed("the hand-off is closed")
                 if not self._queued or self._queued + size <= self.limit:
                     self._items.append((item, size))

@@ -91,11 +91,22 @@ class LoopThread:
         portal, thread = self.portal, self._thread
         if portal is None or thread is None or self.forked():
             return
-        # Already stopping: anyio's RunFinishedError (4.11 and later) is a RuntimeError.
-        with contextlib.suppress(RuntimeError):
-            portal.call(portal.stop, True)
-        if thread is not threading.current_thread():
+        if thread is threading.current_thread():
+            # On the loop itself (a hook running there): the portal takes calls only
+            # from other threads, so one carries the stop; the loop ends once the
+            # current callback returns.
+            threading.Thread(
+                target=_stop_portal, args=(portal,), name="bridge-loop-stop", daemon=True
+            ).start()
+        else:
+            _stop_portal(portal)
             thread.join(timeout)
         self.portal = None
         self.asyncio_loop = None
         self._thread = None
+
+
+def _stop_portal(portal: BlockingPortal) -> None:
+    # Already stopping: anyio's RunFinishedError (4.11 and later) is a RuntimeError.
+    with contextlib.suppress(RuntimeError):
+        portal.call(portal.stop, True)

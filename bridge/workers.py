@@ -2,14 +2,15 @@
 
 Two implementations of one small interface:
 
-* :class:`AnyioWorkers`, for any backend anyio runs (trio included): an
-  ``anyio.CapacityLimiter`` owned by the adapter, ``anyio.to_thread``,
-  ``anyio.from_thread``.
+* :class:`AnyioWorkers`, for trio (the adapter uses it on every loop that is not
+  asyncio's, and anyio runs only those two): an ``anyio.CapacityLimiter`` owned by
+  the adapter, ``anyio.to_thread``, ``anyio.from_thread``, and trio's own calls where
+  anyio has no public one (``run_until_ready``, ``spawn``).
 * :class:`AsyncioWorkers`, the measured fast path on asyncio: a pool of daemon threads
   and the loop's own thread-safe calls. anyio's general machinery (cancel scopes and
   a task per call back into the loop) costs about 20 us per trip, a third of a
   request's whole overhead. Cancellation is then the adapter's own business: a
-  cancelled request marks its exchange, and the worker stops at its next step.
+  cancelled request marks its ``_Link``, and the worker stops at its next step.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import enum
 import io
 import logging
 import threading
@@ -35,16 +36,11 @@ import anyio.to_thread
 
 from ._types import Environ, ExcInfo, Receive, Scope, Send, WriteCallable, WSGIApp
 from .environ import DEFAULT_MAX_DUPLICATE_HEADERS, build_environ
-from .errors import AppExitError, BadRequestError, ClientDisconnected, InvalidScopeError, ResponseError
+from .errors import AppExitError, BadRequestError, ClientDisconnected, InvalidScopeError
 from .handoff import Closed, Handoff
-from .http import (
-    DEFAULT_PRELOAD_BODY,
-    encode_response_headers,
-    parse_content_length,
-    parse_http_request,
-    parse_status,
-)
+from .http import DEFAULT_PRELOAD_BODY, parse_content_length, parse_http_request
 from .workers import AnyioWorkers, AsyncioWorkers, Workers, is_cancellation
+from .wsgi_response import WsgiResponse
 from .wsgi_streams import ErrorStream, StreamingInput
 
 __all__ = ["DEFAULT_MAX_THREADS", "WsgiToAsgi"]
@@ -53,7 +49,6 @@ logger = logging.getLogger("bridge.wsgi_to_asgi")
 
 DEFAULT_MAX_THREADS = 40
 
-_NO_BODY_STATUSES = frozenset({204, 304})
 # Chunks of a finished response up to this size go out as one http.response.body.
 _JOIN_LIMIT = 256 * 1024
 # At most this much of a request body waits for the app to read it; beyond it, the
@@ -217,7 +212,9 @@ class WsgiToAsgi:
             remaining = None
         workers = self._get_workers()
         receiver = _Receiver(receive, workers, not more_body, remaining)
-        exchange = _Exchange(self.app, environ, send, errors, self.strict, receiver, workers)
+        link = _Link(workers, receiver)
+        sender = _Sender(send, link)
+        worker = _Worker(self.app, environ, errors, self.strict, link, sender)
         streaming: StreamingInput | None = None
         if receiver.body_complete:
             if limit is not None and len(body) > limit:
@@ -226,18 +223,20 @@ class WsgiToAsgi:
         else:
             # The rest of the body streams in while the app runs: once the app reads,
             # the receiver task takes it from the server and hands it over, bounded.
-            environ["wsgi.input"] = streaming = StreamingInput(body, exchange.pull_body, limit)
+            environ["wsgi.input"] = streaming = StreamingInput(body, _BodyReader(link).pull, limit)
 
         handled: BaseException | None = None
         try:
-            chunks, finished = await workers.run_until_ready(exchange.work)
+            chunks, finished = await workers.run_until_ready(worker.work)
+            response = worker.response
             if finished:
-                if exchange.content_length is None and not exchange.headers_sent:
-                    exchange.add_content_length(environ["REQUEST_METHOD"], sum(map(len, chunks)))
-                await exchange.send_chunks(chunks, more_body=False)
+                if not sender.headers_sent:
+                    response.headers_for_whole_body(sum(map(len, chunks)))
+                await sender.send_chunks(chunks, (response.status, response.headers), more_body=False)
             else:
-                await exchange.stream()
-            handled = exchange.handled_error
+                # Committed: the worker changes the status and headers no more.
+                await sender.stream(worker, (response.status, response.headers))
+            handled = worker.handled_error
         except ClientDisconnected as exc:
             logger.debug("client disconnected: %s", exc)
             return
@@ -245,21 +244,23 @@ class WsgiToAsgi:
             raise exc.original from None
         finally:
             receiver.stop()
-            if exchange.abandon():
+            if link.abandon():
+                # A worker still runs the app: the server cancelled the task outright
+                # (asyncio's Task.cancel(), which anyio cannot hold off). It stops at its
+                # next step and closes the iterable itself; wake it, and wait for that,
+                # so nothing of the request outlives it.
+                if worker.out is not None:
+                    worker.out.close()
                 with anyio.CancelScope(shield=True):
-                    await workers.run(partial(exchange.context.run, exchange.close_iterable))
-            elif exchange.worker_active:
-                # The server cancelled the task outright (asyncio's Task.cancel(), which
-                # anyio cannot hold off) while the worker still runs the app. It stops
-                # at its next step and closes the iterable itself; wait for that, so
-                # nothing of the request outlives it.
+                    await _wait_for_worker(link)
+            elif worker.needs_close:
                 with anyio.CancelScope(shield=True):
-                    await _wait_for_worker(exchange)
-            # Held by the exchange, an error's traceback (whose frames hold the exchange)
-            # would keep the whole request alive until a full garbage collection.
-            exchange.handled_error = exchange.stream_error = exchange.send_error = None
+                    await workers.run(partial(worker.context.run, worker.close_iterable))
+            # Held by these objects, an error's traceback (whose frames hold them) would
+            # keep the whole request alive until a full garbage collection.
+            worker.handled_error = worker.stream_error = sender.send_error = None
             if streaming is not None:
-                streaming.detach()  # environ -> wsgi.input -> exchange -> environ
+                streaming.detach()  # environ -> wsgi.input -> the reader -> environ
         if handled is not None:
             # The app answered its own error with start_response(..., exc_info); that
             # response went out whole. Re-raise so the server logs it, as uvicorn would.
@@ -370,6 +371,14 @@ class _Receiver:
             self.running = True
             self.stop_task = self.workers.spawn(self._run)
 
+    async def begin(self) -> None:
+        """:meth:`start_body`, for the worker's first read (through the loop)."""
+        self.start_body()
+
+    async def watch(self) -> None:
+        """:meth:`start_watching`, for a worker whose app idles (through the loop)."""
+        self.start_watching()
+
     def start_watching(self) -> None:
         """Watch for the client leaving (on the loop), until the request ends."""
         self.watching = True
@@ -440,349 +449,64 @@ class _Receiver:
                 body.close()  # wake a reader: the end of the body, or a disconnect
 
 
-class _Exchange:
-    """One request's response state, shared by the loop and a worker thread.
+class _Phase(enum.Enum):
+    """Who holds a request's WSGI side: the one state both threads write."""
 
-    Until the response streams, the two sides never touch it at the same time: the
-    loop waits while the worker runs, and the worker blocks while the loop sends on its
-    behalf (``disconnected`` excepted, a flag the loop sets and the worker reads). While
-    it streams, both run: the worker owns the iteration (``iterator``, ``sent``,
-    ``complete``) and reports through ``out``, ``stream_ended`` and ``stream_error``; the
-    loop owns the sending (``headers_sent``, ``send_error``), and status and headers
-    no longer change.
+    IDLE = "IDLE"  # no worker runs a step of it
+    WORKING = "WORKING"  # a worker runs a step (calls the app, iterates, closes)
+    ORPHANED = "ORPHANED"  # the loop let go while a worker runs a step: it closes the iterable
+    ABANDONED = "ABANDONED"  # the loop let go, and no worker runs
+
+
+class _Link:
+    """What the loop and a request's worker share, and the worker's ways to the loop.
+
+    ``phase`` changes under ``lock``; ``gone`` (the client left, or the task was
+    cancelled) is set by either side and read by both; ``pending`` is the worker's
+    call into the loop, which the loop cancels when it lets go. Everything else of
+    the request belongs to one side: the worker's :class:`_Worker` and
+    :class:`_BodyReader`, the loop's :class:`_Sender` and :class:`_Receiver`.
     """
 
-    __slots__ = (
-        "abandoned",
-        "app",
-        "body_backlog",
-        "complete",
-        "content_length",
-        "context",
-        "disconnected",
-        "environ",
-        "errors",
-        "handled_error",
-        "headers",
-        "headers_sent",
-        "iterable",
-        "iterator",
-        "lock",
-        "needs_close",
-        "out",
-        "pending",
-        "receiver",
-        "send",
-        "send_error",
-        "sent",
-        "started",
-        "status",
-        "stream_ended",
-        "stream_error",
-        "strict",
-        "worker_active",
-        "workers",
-        "wrote",
-    )
+    __slots__ = ("gone", "lock", "pending", "phase", "receiver", "workers")
 
-    def __init__(
-        self,
-        app: WSGIApp,
-        environ: Environ,
-        send: Send,
-        errors: ErrorStream,
-        strict: bool,
-        receiver: _Receiver,
-        workers: Workers,
-    ) -> None:
-        self.app = app
+    def __init__(self, workers: Workers, receiver: _Receiver) -> None:
         self.workers = workers
-        self.pending: concurrent.futures.Future[Any] | None = None  # a call into the loop
-        self.environ = environ
-        self.send = send
-        self.errors = errors
-        self.strict = strict
         self.receiver = receiver
-        # One context for the whole request, as under a WSGI server's single thread:
-        # context variables the app sets while called (Flask's request context in a
-        # stream_with_context generator) are still there while iterating and in close().
-        self.context = contextvars.copy_context()
-        self.status: int | None = None
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.content_length: int | None = None
-        self.started = False  # start_response was called, even if it then raised
-        self.headers_sent = False
-        self.wrote = False
-        self.sent = 0  # body bytes accepted so far, for Content-Length
-        self.complete = False  # Content-Length reached
-        self.disconnected = False
-        self.iterable: Iterable[bytes] | None = None
-        self.iterator: Iterator[bytes] | None = None
-        self.needs_close = False
-        self.handled_error: BaseException | None = None
-        self.out: Handoff[bytes] | None = None  # the streamed response, once it streams
-        self.stream_ended = False  # the worker produced the whole stream
-        self.stream_error: BaseException | None = None  # ...or the app failed midway
-        self.body_backlog: deque[bytes] = deque()  # body chunks taken but not yet read
-        self.send_error: BaseException | None = None
-        # Who closes the iterable if the ASGI task is torn down while a worker still
-        # runs (a server cancelling the task outright): the worker, when it returns.
         self.lock = threading.Lock()
-        self.worker_active = False
-        self.abandoned = False
-
-    # -- the PEP 3333 callables, run in the worker ------------------------------------
-
-    def start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
-    ) -> WriteCallable:
-        if exc_info is not None:
-            try:
-                if self.headers_sent or self.out is not None:
-                    # Too late to change the response (sent, or handed to the loop with
-                    # the first chunk when the response streams): PEP 3333 says re-raise.
-                    raise exc_info[1].with_traceback(exc_info[2])  # type: ignore[union-attr]
-                self.handled_error = exc_info[1]
-            finally:
-                exc_info = None
-        elif self.started:
-            raise ResponseError(
-                "start_response() was called a second time without exc_info; PEP 3333 allows "
-                "a second call only to replace the headers after an error"
-            )
-        # PEP 3333: record the call first, validate second, so a failed call still counts.
-        self.started = True
-        self.status = None
-        code = parse_status(status)
-        encoded = encode_response_headers(headers, strict=self.strict)
-        if encoded.dropped:
-            logger.warning(
-                "dropped hop-by-hop response header(s) %s set by the WSGI app; "
-                "the server manages the connection",
-                ", ".join(encoded.dropped),
-            )
-        self.status = code
-        self.headers = encoded.headers
-        self.content_length = encoded.content_length
-        return self.write
-
-    def write(self, data: bytes) -> None:
-        """PEP 3333's ``write()``: send the data before returning."""
-        if not isinstance(data, bytes):
-            raise ResponseError(f"write() takes bytes, not {type(data).__name__}")
-        if self.status is None:
-            raise ResponseError("write() was called before a successful start_response()")
-        if self.complete and data:
-            raise ResponseError(f"write() past the declared Content-Length of {self.content_length} bytes")
-        self.wrote = True
-        data = self._clip(data)
-        if self.out is not None:
-            # Streaming already: queue it behind the chunks before it (PEP 3333 lets
-            # write() buffer, as long as the order holds).
-            self._put_out(data)
-        else:
-            self.to_loop(self._send_body, data, True, True)
+        self.phase = _Phase.IDLE
+        self.gone = False
+        self.pending: concurrent.futures.Future[Any] | None = None
 
     # -- the worker's side --------------------------------------------------------------
 
-    def work(self, ready: Callable[[tuple[list[bytes], bool]], None]) -> tuple[list[bytes], bool]:
-        """A worker's share of the request: call the app and return the chunks to send
-        first, and whether the response is finished (see :meth:`run_app`).
-
-        When the response streams, the first chunks go into
-        ``out`` instead, ``ready`` tells the loop, and this same call goes on producing
-        the rest into ``out`` (:meth:`stream_rest`): one trip to a worker thread and one
-        back to start streaming, rather than two of each.
-        """
-        try:
-            return self.context.run(self.in_worker, partial(self._work, ready))
-        finally:
-            if self.out is not None:
-                # The end of the stream, signalled only once in_worker is over: when the
-                # loop sees it, the worker is done with the request.
-                self.out.close()
-
-    def _work(self, ready: Callable[[tuple[list[bytes], bool]], None]) -> tuple[list[bytes], bool]:
-        chunks, finished = self.run_app()
-        if finished:
-            return chunks, finished
-        out = self.out = Handoff(_OUT_BUFFER, self.workers.loop_ref)
-        for chunk in chunks:
-            out.put_in_thread(chunk, max(len(chunk), _MIN_ITEM_COST))  # never waits: empty
-        try:
-            ready(([], False))
-        except BaseException:
-            self.close_iterable()  # the loop is gone
-            raise
-        # Time to first byte: until the loop has taken the first chunks, the app's next
-        # step waits, as under a native server, which sends them before going on. Run at
-        # once, a CPU-bound step would hold the GIL and keep the loop from sending them
-        # for a switch interval (5 ms) or more.
-        with contextlib.suppress(Closed):  # the request is over: stream_rest finds out
-            out.wait_taken_in_thread(self._should_stop)
-        self.stream_rest()
-        return [], False  # nobody waits for it: ready() went first
-
-    def in_worker(self, func: Callable[[], _T]) -> _T:
-        """Run one of the worker steps below, keeping track of who may close the iterable."""
+    def run_step(self, func: Callable[[], _T], close: Callable[[], None]) -> _T:
+        """Run a worker step; if the loop lets go meanwhile, ``close()`` the iterable
+        when it returns (nobody else can, then)."""
         with self.lock:
-            too_late = self.abandoned
-            self.worker_active = not too_late
+            too_late = self.phase is _Phase.ABANDONED or self.phase is _Phase.ORPHANED
+            if not too_late:
+                self.phase = _Phase.WORKING
         if too_late:
             # The task was cancelled after this step had left the pool's queue but
             # before it got here: the loop is gone, and nobody would stop it.
-            raise self._gone(_CANCELLED)
+            raise self.went(_CANCELLED)
         try:
             return func()
         finally:
             with self.lock:
-                self.worker_active = False
-                abandoned = self.abandoned
-            if abandoned:
-                self.close_iterable()
-
-    def abandon(self) -> bool:
-        """The loop is done with this request. True if the loop must close the iterable;
-        False if there is nothing to close, or a worker still runs and will close it."""
-        with self.lock:
-            self.abandoned = True
-            if self.worker_active:
-                self.disconnected = True  # stop the worker at its next step
-                active = True
-            else:
-                active = False
-        if active:
-            pending = self.pending
-            if pending is not None:
-                pending.cancel()  # a call into the loop the worker waits on
-            if self.out is not None:
-                self.out.close()
-            if self.receiver.body is not None:
-                self.receiver.body.close()
-            return False
-        return self.needs_close
-
-    def pull_body(self) -> tuple[bytes, bool]:
-        """``wsgi.input``'s source: the body chunks that have arrived, and whether
-        more are to come; blocks until some arrive."""
-        receiver = self.receiver
-        assert receiver.body is not None
-        if not receiver.running and not receiver.body_complete:
-            self.to_loop(self._start_body)  # the first read: start taking the body in
-        backlog = self.body_backlog
-        if backlog:
-            return backlog.popleft(), True
-        try:
-            chunks = receiver.body.get_in_thread(self._should_stop)
-        except Closed:
-            if receiver.error is not None:
-                raise InvalidScopeError(receiver.error) from None
-            if receiver.body_complete and not self.disconnected:
-                return b"", False
-            raise self._gone("the client disconnected before sending the whole request body") from None
-        # One chunk at a time: joining them would copy up to the whole read-ahead.
-        backlog.extend(chunks[1:])
-        return chunks[0], True
-
-    def _should_stop(self) -> bool:
-        """``_check_gone`` as a test, for the hand-offs' waits."""
-        try:
-            self._check_gone()
-        except ClientDisconnected:
-            return True
-        return False
-
-    def run_app(self) -> tuple[list[bytes], bool]:
-        """Call the app and iterate up to the first non-empty chunk.
-
-        Returns the chunks to send first and whether the response is finished (and the
-        iterable closed). A list or tuple is drained whole, so the loop can send it in
-        one go.
-        """
-        try:
-            iterable: Any = self.app(self.environ, self.start_response)
-            self.iterable = iterable
-            self.needs_close = hasattr(iterable, "close")
-            if isinstance(iterable, (bytes, bytearray, str)):
-                raise ResponseError(
-                    f"the WSGI app returned {type(iterable).__name__} instead of an iterable of "
-                    f"bytes; return [body] instead"
-                )
-            chunks: list[bytes] = []
-            if type(iterable) is list or type(iterable) is tuple:
-                for chunk in iterable:
-                    if self._accept(chunk):
-                        chunks.append(self._clip(chunk))
-                        if self.complete:
-                            break
-                finished = True
-            else:
+                orphaned = self.phase is _Phase.ORPHANED
+                if not orphaned:
+                    self.phase = _Phase.IDLE
+            if orphaned:
                 try:
-                    iterator = iter(iterable)
-                except TypeError:
-                    raise ResponseError(
-                        f"the WSGI app returned {type(iterable).__name__}, which is not iterable"
-                    ) from None
-                self.iterator = iterator
-                finished = True
-                # write() may have reached the declared Content-Length already: then
-                # nothing more is asked of the iterable (PEP 3333), only close().
-                for chunk in () if self.complete else iterator:
-                    if self._accept(chunk):
-                        chunks.append(self._clip(chunk))
-                        finished = self.complete
-                        break
-                    self._idle()
-            if self.status is None:
-                raise ResponseError(_NO_START_RESPONSE)
-            if finished:
-                self._warn_if_short()
-                self.close_iterable()
-            return chunks, finished
-        except BaseException as exc:
-            self.close_iterable()
-            raise _app_error(exc)  # noqa: B904 - the app's own error (or its wrapper), as it raised it
-
-    def stream_rest(self) -> None:
-        """Produce the remaining chunks of a streaming iterable into ``out``; the loop
-        sends them. How it ended is left in ``stream_ended`` or ``stream_error`` (the
-        caller then closes ``out``): what the app produced before an error still goes
-        out, as under a native server, and then the error aborts the response."""
-        assert self.iterator is not None
-        iterator = self.iterator
-        try:
-            while not self.complete:
-                self._check_gone()
-                try:
-                    chunk = next(iterator)
-                except StopIteration:
-                    break
-                if self._accept(chunk):
-                    self._put_out(self._clip(chunk))
-                else:
-                    self._idle()
-            self._warn_if_short()
-            self.stream_ended = True
-        except ClientDisconnected as exc:
-            logger.debug("stopped streaming the response: %s", exc)
-        except BaseException as exc:
-            self.stream_error = _app_error(exc)
-        finally:
-            self.close_iterable()
-
-    def _put_out(self, data: bytes) -> None:
-        assert self.out is not None
-        # As to_loop() does: the chunk may have been long in coming, and the request may
-        # be over by now (a cancelled task is told only here, on some backends).
-        self._check_gone()
-        try:
-            self.out.put_in_thread(data, max(len(data), _MIN_ITEM_COST), self._should_stop)
-        except Closed:
-            raise self._gone("the client disconnected") from None
+                    close()
+                finally:
+                    self.phase = _Phase.ABANDONED  # the loop waits for this (worker_active)
 
     def to_loop(self, func: Callable[..., Coroutine[Any, Any, _T]], *args: Any) -> _T:
         """Run an async function on the event loop and wait for it, from the worker."""
-        self._check_gone()
+        self.check()
         try:
             future = self.workers.call_loop(func, *args)
             if future is None:
@@ -797,32 +521,267 @@ class _Exchange:
             raise
         except OSError as exc:
             # ASGI spec 2.4: send() raises an OSError subclass once the client is gone.
-            raise self._gone(f"the client disconnected ({exc})") from exc
+            raise self.went(f"the client disconnected ({exc})") from exc
         except (KeyboardInterrupt, SystemExit) as exc:
             # The server's, not the app's: carry it through the app back to the loop.
             raise _LoopExit(exc) from None
         except BaseException as exc:
             if is_cancellation(exc):
-                raise self._gone(_CANCELLED) from None
+                raise self.went(_CANCELLED) from None
             raise
 
-    def _check_gone(self) -> None:
+    def check(self) -> None:
         """Stop working for a request whose client left or whose task was cancelled."""
-        if self.disconnected or self.receiver.disconnected:
-            raise self._gone("the client disconnected")
+        if self.gone or self.receiver.disconnected:
+            raise self.went("the client disconnected")
         if self.workers.cancelled():
-            raise self._gone(_CANCELLED)
+            raise self.went(_CANCELLED)
 
-    def _gone(self, reason: str) -> ClientDisconnected:
-        self.disconnected = True
+    def went(self, reason: str) -> ClientDisconnected:
+        self.gone = True
         return ClientDisconnected(reason)
+
+    def should_stop(self) -> bool:
+        """:meth:`check` as a test, for the hand-offs' waits."""
+        try:
+            self.check()
+        except ClientDisconnected:
+            return True
+        return False
+
+    # -- the loop's side ----------------------------------------------------------------
+
+    def abandon(self) -> bool:
+        """The loop is done with the request. True if a worker still runs a step of it
+        (it stops at its next step, and closes the iterable itself)."""
+        with self.lock:
+            active = self.phase is _Phase.WORKING
+            self.phase = _Phase.ORPHANED if active else _Phase.ABANDONED
+            if active:
+                self.gone = True  # stop the worker at its next step
+        if active:
+            pending = self.pending
+            if pending is not None:
+                pending.cancel()  # a call into the loop the worker waits on
+        return active
+
+    @property
+    def worker_active(self) -> bool:
+        return self.phase is _Phase.WORKING or self.phase is _Phase.ORPHANED
+
+
+class _Worker:
+    """A request's worker side: calls the app, iterates its response and closes it
+    exactly once, producing what the loop sends (PEP 3333's rules: ``response``)."""
+
+    __slots__ = (
+        "app",
+        "context",
+        "environ",
+        "errors",
+        "handled_error",
+        "iterable",
+        "iterator",
+        "link",
+        "needs_close",
+        "out",
+        "response",
+        "sender",
+        "stream_ended",
+        "stream_error",
+    )
+
+    def __init__(
+        self, app: WSGIApp, environ: Environ, errors: ErrorStream, strict: bool, link: _Link, sender: _Sender
+    ) -> None:
+        self.app = app
+        self.environ = environ
+        self.errors = errors
+        self.link = link
+        self.sender = sender  # called only through the loop (link.to_loop)
+        # One context for the whole request, as under a WSGI server's single thread:
+        # context variables the app sets while called (Flask's request context in a
+        # stream_with_context generator) are still there while iterating and in close().
+        self.context = contextvars.copy_context()
+        # What the app may do next, and what to send: PEP 3333's rules.
+        self.response = WsgiResponse(environ["REQUEST_METHOD"], strict=strict)
+        self.iterable: Iterable[bytes] | None = None
+        self.iterator: Iterator[bytes] | None = None
+        self.needs_close = False
+        # Reports, read by the loop once this side is done with the request:
+        self.handled_error: BaseException | None = None  # an error the app answered itself
+        self.out: Handoff[bytes] | None = None  # the streamed response, once it streams
+        self.stream_ended = False  # the whole stream was produced
+        self.stream_error: BaseException | None = None  # ...or the app failed midway
+
+    # -- the PEP 3333 callables ---------------------------------------------------------
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> WriteCallable:
+        try:
+            if exc_info is not None and not self.response.committed:
+                self.handled_error = exc_info[1]  # replaced by the page the app sends now
+            dropped = self.response.start(status, headers, exc_info)
+        finally:
+            exc_info = None
+        if dropped:
+            logger.warning(
+                "dropped hop-by-hop response header(s) %s set by the WSGI app; "
+                "the server manages the connection",
+                ", ".join(dropped),
+            )
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """PEP 3333's ``write()``: send the data before returning."""
+        data = self.response.write(data)
+        if self.out is not None:
+            # Streaming already: queue it behind the chunks before it (PEP 3333 lets
+            # write() buffer, as long as the order holds).
+            self._put_out(data)
+        else:
+            response = self.response
+            self.link.to_loop(self.sender.send_body, data, True, (response.status, response.headers))
+
+    # -- the steps ------------------------------------------------------------------------
+
+    def work(self, ready: Callable[[tuple[list[bytes], bool]], None]) -> tuple[list[bytes], bool]:
+        """A worker's share of the request: call the app and return the chunks to send
+        first, and whether the response is finished (see :meth:`run_app`).
+
+        When the response streams, the first chunks go into ``out`` instead, ``ready``
+        tells the loop, and this same call goes on producing the rest into ``out``
+        (:meth:`stream_rest`): one trip to a worker thread and one back to start
+        streaming, rather than two of each.
+        """
+        try:
+            return self.context.run(self.link.run_step, partial(self._work, ready), self.close_iterable)
+        finally:
+            if self.out is not None:
+                # The end of the stream, signalled only once the step is over: when the
+                # loop sees it, the worker is done with the request.
+                self.out.close()
+
+    def _work(self, ready: Callable[[tuple[list[bytes], bool]], None]) -> tuple[list[bytes], bool]:
+        chunks, finished = self.run_app()
+        if finished:
+            return chunks, finished
+        out = self.out = Handoff(_OUT_BUFFER, self.link.workers.loop_ref)
+        for chunk in chunks:
+            out.put_in_thread(chunk, max(len(chunk), _MIN_ITEM_COST))  # never waits: empty
+        try:
+            ready(([], False))
+        except BaseException:
+            self.close_iterable()  # the loop is gone
+            raise
+        # Time to first byte: until the loop has taken the first chunks, the app's next
+        # step waits, as under a native server, which sends them before going on. Run at
+        # once, a CPU-bound step would hold the GIL and keep the loop from sending them
+        # for a switch interval (5 ms) or more.
+        with contextlib.suppress(Closed):  # the request is over: stream_rest finds out
+            out.wait_taken_in_thread(self.link.should_stop)
+        self.stream_rest()
+        return [], False  # nobody waits for it: ready() went first
+
+    def run_app(self) -> tuple[list[bytes], bool]:
+        """Call the app and iterate up to the first non-empty chunk.
+
+        Returns the chunks to send first and whether the response is finished (and the
+        iterable closed). A list or tuple is drained whole, so the loop can send it in
+        one go.
+        """
+        response = self.response
+        try:
+            iterable: Any = self.app(self.environ, self.start_response)
+            self.iterable = iterable
+            self.needs_close = hasattr(iterable, "close")
+            response.returned(iterable)
+            chunks: list[bytes] = []
+            if type(iterable) is list or type(iterable) is tuple:
+                for chunk in iterable:
+                    data = response.body(chunk)
+                    if data is not None:
+                        chunks.append(data)
+                        if response.complete:
+                            break
+                finished = True
+            else:
+                try:
+                    iterator = iter(iterable)
+                except TypeError:
+                    raise response.not_iterable(iterable) from None
+                self.iterator = iterator
+                finished = True
+                # write() may have reached the declared Content-Length already: then
+                # nothing more is asked of the iterable (PEP 3333), only close().
+                for chunk in () if response.complete else iterator:
+                    data = response.body(chunk)
+                    if data is not None:
+                        chunks.append(data)
+                        finished = response.complete
+                        break
+                    self._idle()
+            if finished:
+                self._finish()
+                self.close_iterable()
+            return chunks, finished
+        except BaseException as exc:
+            self.close_iterable()
+            raise _app_error(exc)  # noqa: B904 - the app's own error (or its wrapper), as it raised it
+
+    def _finish(self) -> None:
+        problem = self.response.finish()
+        if problem is not None:
+            logger.warning("%s", problem)
+
+    def stream_rest(self) -> None:
+        """Produce the remaining chunks of a streaming iterable into ``out``; the loop
+        sends them. How it ended is left in ``stream_ended`` or ``stream_error`` (the
+        caller then closes ``out``): what the app produced before an error still goes
+        out, as under a native server, and then the error aborts the response."""
+        assert self.iterator is not None
+        iterator = self.iterator
+        response = self.response
+        try:
+            while not response.complete:
+                self.link.check()
+                try:
+                    chunk = next(iterator)
+                except StopIteration:
+                    break
+                data = response.body(chunk)
+                if data is not None:
+                    self._put_out(data)
+                else:
+                    self._idle()
+            self._finish()
+            self.stream_ended = True
+        except ClientDisconnected as exc:
+            logger.debug("stopped streaming the response: %s", exc)
+        except BaseException as exc:
+            self.stream_error = _app_error(exc)
+        finally:
+            self.close_iterable()
+
+    def _put_out(self, data: bytes) -> None:
+        assert self.out is not None
+        # As to_loop() does: the chunk may have been long in coming, and the request may
+        # be over by now (a cancelled task is told only here, on some backends).
+        link = self.link
+        link.check()
+        try:
+            self.out.put_in_thread(data, max(len(data), _MIN_ITEM_COST), link.should_stop)
+        except Closed:
+            raise link.went("the client disconnected") from None
 
     def _idle(self) -> None:
         """After an empty chunk: an app idling with b"" must still notice a client
         that left, on servers whose send() stays silent then."""
-        if not self.receiver.watching:
-            self.to_loop(self._watch)
-        self._check_gone()
+        link = self.link
+        if not link.receiver.watching:
+            link.to_loop(link.receiver.watch)
+        link.check()
 
     def close_iterable(self) -> None:
         """Call the iterable's ``close()`` once, whatever happened (PEP 3333). Its
@@ -834,125 +793,124 @@ class _Exchange:
             except BaseException:
                 logger.exception("the WSGI response iterable's close() raised")
         # Let go of the app's iterable: one that holds start_response() or write()
-        # (bound to this exchange) would otherwise make a cycle through it.
+        # (bound to this object) would otherwise make a cycle through it.
         self.iterable = self.iterator = None
         self.errors.flush()
 
-    def _accept(self, chunk: object) -> bool:
-        """Check one chunk from the iterable; True if it carries body bytes."""
-        if type(chunk) is not bytes and not isinstance(chunk, bytes):
-            raise ResponseError(
-                f"the WSGI app yielded {type(chunk).__name__}; response body chunks must be bytes"
-            )
-        if not chunk:
-            return False
-        if self.status is None:
-            raise ResponseError(_NO_START_RESPONSE)
-        return True
 
-    def _clip(self, chunk: bytes) -> bytes:
-        """Never send more than the Content-Length the app declared."""
-        if self.content_length is None:
-            return chunk
-        room = self.content_length - self.sent
-        if len(chunk) >= room:
-            chunk = chunk[:room]
-            self.complete = True
-        self.sent += len(chunk)
-        return chunk
+class _BodyReader:
+    """``wsgi.input``'s source in the worker: the chunks the loop's :class:`_Receiver`
+    hands over, one at a time."""
 
-    def _warn_if_short(self) -> None:
-        if (
-            self.content_length is not None
-            and self.sent < self.content_length
-            and self.environ["REQUEST_METHOD"] != "HEAD"
-        ):
-            logger.warning(
-                "the WSGI app declared Content-Length %d but sent only %d bytes; the server "
-                "will close the connection",
-                self.content_length,
-                self.sent,
-            )
+    __slots__ = ("backlog", "link")
 
-    # -- the loop's side ----------------------------------------------------------------
+    def __init__(self, link: _Link) -> None:
+        self.link = link
+        self.backlog: deque[bytes] = deque()  # chunks taken but not yet read
 
-    def add_content_length(self, method: str, length: int) -> None:
-        """The whole body is known: say how long it is, so the server needs no chunking."""
-        if method != "HEAD" and self.status not in _NO_BODY_STATUSES:
-            self.headers.append((b"content-length", str(length).encode("ascii")))
+    def pull(self) -> tuple[bytes, bool]:
+        """The body chunks that have arrived, and whether more are to come; blocks
+        until some arrive."""
+        link = self.link
+        receiver = link.receiver
+        assert receiver.body is not None
+        if not receiver.running and not receiver.body_complete:
+            link.to_loop(receiver.begin)  # the first read: start taking the body in
+        backlog = self.backlog
+        if backlog:
+            return backlog.popleft(), True
+        try:
+            chunks = receiver.body.get_in_thread(link.should_stop)
+        except Closed:
+            if receiver.error is not None:
+                raise InvalidScopeError(receiver.error) from None
+            if receiver.body_complete and not link.gone:
+                return b"", False
+            raise link.went("the client disconnected before sending the whole request body") from None
+        # One chunk at a time: joining them would copy up to the whole read-ahead.
+        backlog.extend(chunks[1:])
+        return chunks[0], True
 
-    async def send_chunks(self, chunks: list[bytes], *, more_body: bool) -> None:
+
+class _Sender:
+    """A request's loop side of the response: sends what the worker produced."""
+
+    __slots__ = ("headers_sent", "link", "send", "send_error")
+
+    def __init__(self, send: Send, link: _Link) -> None:
+        self.send = send
+        self.link = link
+        self.headers_sent = False
+        self.send_error: BaseException | None = None
+
+    async def send_chunks(self, chunks: list[bytes], head: _Head, *, more_body: bool) -> None:
         if len(chunks) > 1 and sum(map(len, chunks)) <= _JOIN_LIMIT:
             # Fewer, larger messages: each send() is a trip through the server's protocol.
             chunks = [b"".join(chunks)]
         last = len(chunks) - 1
         if last < 0:
-            await self._send_body(b"", more_body)
+            await self._send_body(b"", more_body, head)
             return
         for index, chunk in enumerate(chunks):
-            await self._send_body(chunk, more_body or index != last)
+            await self._send_body(chunk, more_body or index != last, head)
 
-    async def _send_body(self, data: bytes, more_body: bool, from_worker: bool = False) -> None:
-        receiver = self.receiver
-        if from_worker:
-            receiver.start_watching()
-        if self.disconnected or receiver.disconnected:
-            self.disconnected = True
+    async def send_body(self, data: bytes, more_body: bool, head: _Head) -> None:
+        """For the worker's write(): watch for a disconnect from now on, then send."""
+        self.link.receiver.start_watching()
+        await self._send_body(data, more_body, head)
+
+    async def _send_body(self, data: bytes, more_body: bool, head: _Head) -> None:
+        link = self.link
+        if link.gone or link.receiver.disconnected:
+            link.gone = True
             raise ClientDisconnected("the client disconnected")
         try:
             if not self.headers_sent:
                 self.headers_sent = True
-                await self.send(
-                    {"type": "http.response.start", "status": self.status, "headers": self.headers}
-                )
+                await self.send({"type": "http.response.start", "status": head[0], "headers": head[1]})
             if data or not more_body:
                 await self.send({"type": "http.response.body", "body": data, "more_body": more_body})
         except OSError as exc:
-            self.disconnected = True
+            link.gone = True
             raise ClientDisconnected(f"the client disconnected ({exc})") from exc
 
-    async def _watch(self) -> None:
-        self.receiver.start_watching()
-
-    async def _start_body(self) -> None:
-        self.receiver.start_body()
-
-    async def stream(self) -> None:
+    async def stream(self, worker: _Worker, head: _Head) -> None:
         """Send a streaming response as the worker produces it into ``out``, its first
         chunks included; returns once that worker is done with the request."""
-        self.receiver.start_watching()
+        self.link.receiver.start_watching()
         # The worker that found the first chunks put them in ``out``, and goes on.
-        assert self.out is not None
-        await self._send_stream(self.out)
-        error = self.stream_error if self.stream_error is not None else self.send_error
+        await self._send_stream(worker, head)
+        error = worker.stream_error if worker.stream_error is not None else self.send_error
         if error is not None:
-            self.stream_error = self.send_error = None  # no cycle through the traceback
+            worker.stream_error = self.send_error = None  # no cycle through the traceback
             try:
                 raise error
             finally:
                 del error  # this frame joins the traceback: no cycle through it
 
-    async def _send_stream(self, out: Handoff[bytes]) -> None:
+    async def _send_stream(self, worker: _Worker, head: _Head) -> None:
         """Send what the worker puts in ``out``, until it closes it."""
+        out = worker.out
+        assert out is not None
         try:
             with contextlib.suppress(Closed):  # the worker is done with the request
                 while True:
                     # (No name for the batch: it would hold up to a whole budget's worth
                     # of sent chunks while the next batch is awaited.)
                     for chunk in await out.get_in_loop():
-                        await self._send_body(chunk, True)
+                        await self._send_body(chunk, True, head)
                     # A server whose send() never suspends must not starve the watcher.
-                    await self.workers.checkpoint()
-            if self.stream_ended:
-                await self._send_body(b"", False)
+                    await self.link.workers.checkpoint()
+            if worker.stream_ended:
+                await self._send_body(b"", False, head)
             return
         except ClientDisconnected:
-            self.disconnected = True
+            self.link.gone = True
         except anyio.get_cancelled_exc_class():
             raise
         except BaseException as exc:
             self.send_error = exc
-            self.disconnected = True  # stop the worker at its next step
+            self.link.gone = True  # stop the worker at its next step
         # Sending failed: drop what comes until the worker, which stops at its next step
         # (or finds no room), closes ``out``. Only then is it done with the request.
         with contextlib.suppress(Closed):
@@ -960,10 +918,11 @@ class _Exchange:
                 await out.get_in_loop()
 
 
+#: The status and headers, as http.response.start sends them.
+_Head = tuple[Any, list[tuple[bytes, bytes]]]
+
+
 _CANCELLED = "the ASGI server cancelled the request"
-_NO_START_RESPONSE = (
-    "the WSGI app returned or yielded body data without a successful call to start_response()"
-)
 
 
 class _LoopExit(BaseException):
@@ -984,9 +943,9 @@ def _app_error(exc: BaseException) -> BaseException:
     return exc
 
 
-async def _wait_for_worker(exchange: _Exchange) -> None:
+async def _wait_for_worker(link: _Link) -> None:
     deadline = time.monotonic() + _ABANDON_WAIT
-    while exchange.worker_active:
+    while link.worker_active:
         if time.monotonic() >= deadline:
             logger.warning(
                 "the WSGI app is still running %s s after its request was cancelled; it will "

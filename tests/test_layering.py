@@ -9,9 +9,18 @@ import pytest
 
 import bridge
 
-PURE_MODULES = ["environ.py", "http.py", "errors.py", "_types.py", "wsgi_streams.py"]
+PURE_MODULES = [
+    "environ.py",
+    "http.py",
+    "errors.py",
+    "_types.py",
+    "wsgi_streams.py",
+    "rules.py",
+    "wsgi_response.py",
+    "asgi_response.py",
+]
 FORBIDDEN = {"anyio", "asyncio", "trio", "threading", "queue", "concurrent", "socket", "sniffio"}
-GLUE_MODULES = {"wsgi_to_asgi", "asgi_to_wsgi", "loop_thread", "lifespan"}
+GLUE_MODULES = {"wsgi_to_asgi", "asgi_to_wsgi", "loop_thread", "lifespan", "handoff", "workers"}
 
 
 @pytest.mark.parametrize("name", PURE_MODULES)

@@ -11,13 +11,14 @@ import logging
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
 
 import bridge
 from bridge import WsgiToAsgi
+from bridge._types import Scope
 
 from .asgi_driver import Client, http_scope, request
 from .wsgi_apps import (
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.anyio
 ADAPTER_LOGGER = "bridge.wsgi_to_asgi"
 
 
-async def run_raw(app: Any, client: Client, scope: dict[str, Any] | None = None) -> BaseException | None:
+async def run_raw(app: Any, client: Client, scope: Scope | None = None) -> BaseException | None:
     """Run one request and return what it raised (catching BaseException, so that a
     KeyboardInterrupt that leaks through the adapter fails the test, not the session)."""
     try:
@@ -107,7 +108,7 @@ def test_constructor_validates_arguments() -> None:
 # ---------------------------------------------------------------------------------------
 
 
-async def test_row1_empty_first_chunk_sends_no_headers() -> None:
+async def test_empty_first_chunk_sends_no_headers() -> None:
     client = Client()
     seen_after_empty: list[int] = []
 
@@ -133,11 +134,11 @@ async def test_row1_empty_first_chunk_sends_no_headers() -> None:
         pytest.param(lambda: [], id="empty-list"),
         pytest.param(lambda: [b"", b""], id="list-of-empty"),
         pytest.param(lambda: iter([b"", b"", b""]), id="iterator-of-empty"),
-        pytest.param(lambda: (x for x in ()), id="empty-generator"),
+        pytest.param(lambda: (x for x in cast("tuple[bytes, ...]", ())), id="empty-generator"),
         pytest.param(lambda: Tracked([b"", b""]), id="tracked-empty"),
     ],
 )
-async def test_row2_only_empty_chunks(body: Any) -> None:
+async def test_only_empty_chunks_send_an_empty_final_body_with_content_length_0(body: Any) -> None:
     app = WsgiToAsgi(app_returning(body, status="201 Created"))
     result = await request(app)
     assert result.status == 201
@@ -147,7 +148,7 @@ async def test_row2_only_empty_chunks(body: Any) -> None:
     assert result.header(b"content-length") == b"0"
 
 
-async def test_row3_write_empty_sends_headers_then_final_body() -> None:
+async def test_write_empty_sends_headers_then_final_body() -> None:
     client = Client()
     seen_after_write: list[list[str]] = []
 
@@ -201,7 +202,7 @@ class AppError(Exception):
     pass
 
 
-async def test_row4_error_after_first_chunk_aborts_without_final_body() -> None:
+async def test_error_after_first_chunk_aborts_without_final_body() -> None:
     def gen() -> Any:
         yield b"partial"
         raise AppError("boom")
@@ -215,7 +216,7 @@ async def test_row4_error_after_first_chunk_aborts_without_final_body() -> None:
     assert tracked.close_calls == 1
 
 
-async def test_row4_error_in_later_chunk_of_long_stream() -> None:
+async def test_error_in_later_chunk_of_long_stream_aborts_without_final_body() -> None:
     def gen() -> Any:
         for i in range(5):
             yield b"%d" % i
@@ -230,7 +231,7 @@ async def test_row4_error_in_later_chunk_of_long_stream() -> None:
     assert tracked.close_calls == 1
 
 
-async def test_row5_error_before_first_chunk_propagates_after_close() -> None:
+async def test_error_before_first_chunk_propagates_after_close() -> None:
     events: list[str] = []
 
     class Failing(Tracked):
@@ -264,7 +265,7 @@ async def test_app_raising_before_returning_propagates() -> None:
     assert client.exchange.messages == []
 
 
-async def test_row6_exc_info_before_body_replaces_response_then_reraises() -> None:
+async def test_exc_info_before_body_replaces_response_then_reraises() -> None:
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         start_response("200 OK", [("Content-Type", "text/html"), ("X-First", "1")])
         try:
@@ -285,7 +286,7 @@ async def test_row6_exc_info_before_body_replaces_response_then_reraises() -> No
     assert result.complete
 
 
-async def test_row6_exc_info_in_generator_before_body() -> None:
+async def test_exc_info_in_generator_before_body_replaces_response_then_reraises() -> None:
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         start_response("200 OK", [("X-First", "1")])
         yield b""
@@ -321,7 +322,7 @@ async def test_exc_info_on_first_call_is_allowed() -> None:
     assert client.exchange.complete
 
 
-async def test_row7_exc_info_after_headers_sent_reraises_and_aborts() -> None:
+async def test_exc_info_after_headers_sent_reraises_and_aborts() -> None:
     reraised: list[BaseException] = []
 
     def gen(start_response: Any) -> Any:
@@ -348,7 +349,7 @@ async def test_row7_exc_info_after_headers_sent_reraises_and_aborts() -> None:
     assert not client.exchange.complete
 
 
-async def test_row7_exc_info_after_write_reraises() -> None:
+async def test_exc_info_after_write_reraises_and_aborts() -> None:
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         write = start_response("200 OK", [])
         write(b"written")
@@ -366,7 +367,7 @@ async def test_row7_exc_info_after_write_reraises() -> None:
     assert not client.exchange.complete
 
 
-async def test_row8_second_start_response_without_exc_info_raises() -> None:
+async def test_second_start_response_without_exc_info_raises() -> None:
     errors: list[BaseException] = []
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -386,7 +387,7 @@ async def test_row8_second_start_response_without_exc_info_raises() -> None:
     assert result.body == b"first wins"
 
 
-async def test_row8_second_call_raises_even_if_first_failed_validation() -> None:
+async def test_second_start_response_raises_even_if_first_failed_validation() -> None:
     errors: list[BaseException] = []
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -404,7 +405,7 @@ async def test_row8_second_call_raises_even_if_first_failed_validation() -> None
     assert client.exchange.messages == []
 
 
-async def test_row8_second_call_with_exc_info_after_failed_first_call_is_allowed() -> None:
+async def test_second_start_response_with_exc_info_after_failed_first_call_is_allowed() -> None:
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         try:
             start_response("200 OK", [("Bad Name", "x")])
@@ -428,7 +429,7 @@ async def test_row8_second_call_with_exc_info_after_failed_first_call_is_allowed
         pytest.param(None, id="none"),
     ],
 )
-async def test_row9_no_start_response(body: Any) -> None:
+async def test_no_start_response_raises_before_anything_is_sent(body: Any) -> None:
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         return body
 
@@ -438,7 +439,7 @@ async def test_row9_no_start_response(body: Any) -> None:
     assert client.exchange.messages == []
 
 
-async def test_row9_no_start_response_generator_is_closed() -> None:
+async def test_no_start_response_generator_is_closed() -> None:
     tracked = Tracked([b"", b"chunk", b"never"])
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
@@ -452,7 +453,7 @@ async def test_row9_no_start_response_generator_is_closed() -> None:
     assert tracked.next_calls == 2
 
 
-async def test_row9_empty_iterable_without_start_response_is_closed() -> None:
+async def test_empty_iterable_without_start_response_is_closed() -> None:
     tracked = Tracked([])
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
@@ -484,7 +485,7 @@ async def test_start_response_called_lazily_inside_generator() -> None:
     ("status", "code"),
     [("299 Custom", 299), ("200", 200), ("404 Not Found", 404), ("599 Whatever", 599), ("200 ", 200)],
 )
-async def test_rows10_11_status_accepted(status: str, code: int) -> None:
+async def test_status_with_any_or_no_reason_phrase_is_accepted(status: str, code: int) -> None:
     result = await request(WsgiToAsgi(app_returning([b"x"], status=status)))
     assert result.status == code
     assert type(result.start["status"]) is int
@@ -505,7 +506,7 @@ async def test_rows10_11_status_accepted(status: str, code: int) -> None:
         "200 OK\r\n",
     ],
 )
-async def test_row10_bad_status_rejected(status: str) -> None:
+async def test_bad_status_rejected_by_start_response(status: str) -> None:
     raised: list[BaseException] = []
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -530,12 +531,12 @@ async def test_status_must_be_str() -> None:
         await request(WsgiToAsgi(app_returning([b"x"], status=200)))  # type: ignore[arg-type]
 
 
-async def test_row12_latin1_header_value() -> None:
+async def test_latin1_header_value_is_sent_as_latin1_bytes() -> None:
     result = await request(WsgiToAsgi(app_returning([b"x"], headers=[("X-Name", "café")])))
     assert result.header(b"x-name") == b"caf\xe9"
 
 
-async def test_row12_raw_request_header_bytes_round_trip() -> None:
+async def test_raw_request_header_bytes_round_trip() -> None:
     # Raw bytes >= 0x80 in a request header reach the app as latin-1 text, and the app
     # can send them back unchanged.
     seen: dict[str, str] = {}
@@ -561,7 +562,7 @@ async def test_row12_raw_request_header_bytes_round_trip() -> None:
         pytest.param("a\x00b", id="nul"),
     ],
 )
-async def test_rows12_13_bad_header_value_raises(value: str) -> None:
+async def test_header_value_not_latin1_or_with_control_characters_raises(value: str) -> None:
     raised: list[BaseException] = []
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -630,7 +631,7 @@ async def test_duplicate_equal_content_length_is_sent_once() -> None:
     "name",
     ["Connection", "Transfer-Encoding", "Keep-Alive", "Upgrade", "TE", "Trailer", "Proxy-Authenticate"],
 )
-async def test_row14_hop_by_hop_dropped_with_warning(name: str, caplog: pytest.LogCaptureFixture) -> None:
+async def test_hop_by_hop_header_dropped_with_warning(name: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger=ADAPTER_LOGGER)
     headers = [("Content-Type", "text/plain"), (name, "close" if name == "Connection" else "chunked")]
     result = await request(WsgiToAsgi(app_returning([b"body"], headers=headers)))
@@ -643,7 +644,7 @@ async def test_row14_hop_by_hop_dropped_with_warning(name: str, caplog: pytest.L
 
 
 @pytest.mark.parametrize("name", ["Connection", "Transfer-Encoding", "keep-alive"])
-async def test_row14_hop_by_hop_strict_raises(name: str) -> None:
+async def test_hop_by_hop_header_raises_when_strict(name: str) -> None:
     client = Client()
     app = WsgiToAsgi(app_returning([b"body"], headers=[(name, "x")]), strict=True)
     with pytest.raises(bridge.HopByHopHeaderError):
@@ -666,7 +667,7 @@ async def test_row14_hop_by_hop_strict_raises(name: str) -> None:
         pytest.param(42, id="int"),
     ],
 )
-async def test_row40_returning_a_non_iterable_body_raises(body: Any) -> None:
+async def test_returning_a_non_iterable_body_raises(body: Any) -> None:
     client = Client()
     with pytest.raises(bridge.ResponseError):
         await client.run(WsgiToAsgi(app_returning(body)), http_scope())
@@ -839,7 +840,7 @@ async def test_write_then_iterable_share_one_content_length() -> None:
 # ---------------------------------------------------------------------------------------
 
 
-async def test_row29_extra_bytes_cut_list() -> None:
+async def test_bytes_past_content_length_are_cut_and_the_iterable_not_advanced() -> None:
     tracked = Tracked([b"hello", b" world", b"!!!"])
     result = await request(WsgiToAsgi(app_returning(tracked, headers=[("Content-Length", "7")])))
     assert result.body == b"hello w"
@@ -849,7 +850,7 @@ async def test_row29_extra_bytes_cut_list() -> None:
     assert tracked.close_calls == 1
 
 
-async def test_row29_extra_bytes_cut_plain_list() -> None:
+async def test_bytes_past_content_length_are_cut_from_a_plain_list() -> None:
     result = await request(
         WsgiToAsgi(app_returning([b"hello", b" world"], headers=[("Content-Length", "5")]))
     )
@@ -858,7 +859,7 @@ async def test_row29_extra_bytes_cut_plain_list() -> None:
     assert result.complete
 
 
-async def test_row29_extra_bytes_cut_first_chunk_of_generator() -> None:
+async def test_bytes_past_content_length_are_cut_from_a_generators_first_chunk() -> None:
     advanced: list[int] = []
 
     def gen() -> Any:
@@ -874,7 +875,7 @@ async def test_row29_extra_bytes_cut_first_chunk_of_generator() -> None:
     assert tracked.close_calls == 1
 
 
-async def test_row29_extra_bytes_cut_while_streaming() -> None:
+async def test_bytes_past_content_length_are_cut_while_streaming() -> None:
     advanced: list[int] = []
 
     def gen() -> Any:
@@ -893,7 +894,7 @@ async def test_row29_extra_bytes_cut_while_streaming() -> None:
     assert tracked.close_calls == 1
 
 
-async def test_row29_exact_content_length_stops_iteration() -> None:
+async def test_exact_content_length_stops_iteration() -> None:
     advanced: list[int] = []
 
     def gen() -> Any:
@@ -911,7 +912,7 @@ async def test_row29_exact_content_length_stops_iteration() -> None:
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["list", "generator"])
-async def test_row30_short_body_is_logged_not_padded(
+async def test_short_body_is_logged_not_padded(
     streaming: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger=ADAPTER_LOGGER)
@@ -923,7 +924,7 @@ async def test_row30_short_body_is_logged_not_padded(
     assert any("10" in m and "5" in m for m in messages), messages
 
 
-async def test_row31_head_passes_body_and_keeps_content_length(caplog: pytest.LogCaptureFixture) -> None:
+async def test_head_passes_body_and_keeps_content_length(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger=ADAPTER_LOGGER)
     result = await request(
         WsgiToAsgi(app_returning([b"hello world"], headers=[("Content-Length", "11")])), method="HEAD"
@@ -934,7 +935,7 @@ async def test_row31_head_passes_body_and_keeps_content_length(caplog: pytest.Lo
     assert result.complete
 
 
-async def test_row31_head_with_empty_body_keeps_declared_length_without_warning(
+async def test_head_with_empty_body_keeps_declared_length_without_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger=ADAPTER_LOGGER)
@@ -1050,7 +1051,7 @@ async def test_send_raising_during_write_stops_quietly() -> None:
 
 
 @pytest.mark.parametrize("spec_version", ["2.3", "2.0"])
-async def test_row28_silent_disconnect_stops_endless_generator(spec_version: str) -> None:
+async def test_silent_disconnect_stops_endless_generator(spec_version: str) -> None:
     # A spec < 2.4 server: send() silently drops messages once the client is gone, and
     # only receive() reports http.disconnect.
     tracked = Tracked(endless())
@@ -1063,7 +1064,7 @@ async def test_row28_silent_disconnect_stops_endless_generator(spec_version: str
     assert not client.exchange.complete
 
 
-async def test_row28_disconnect_while_generator_blocks() -> None:
+async def test_disconnect_while_generator_blocks_sends_nothing_more_and_closes_it() -> None:
     # The app waits between chunks (SSE); the client leaves meanwhile. The adapter stops
     # pulling the iterable at the next opportunity, sends nothing more, and closes it.
     released = threading.Event()
@@ -1123,7 +1124,7 @@ def _hello_world() -> Any:
         ),
     ],
 )
-async def test_row44_close_raising_after_complete_body_is_logged(
+async def test_close_raising_after_complete_body_is_logged(
     source: Any, headers: list[tuple[str, str]], body: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Row 44: close() raising is logged; when the body is complete (the iterable is
@@ -1142,7 +1143,7 @@ async def test_row44_close_raising_after_complete_body_is_logged(
     assert any(r.exc_info and isinstance(r.exc_info[1], AppError) for r in caplog.records), caplog.records
 
 
-async def test_row44_close_raising_after_iteration_error_keeps_original(
+async def test_close_raising_after_iteration_error_keeps_original(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.ERROR, logger=ADAPTER_LOGGER)
@@ -1159,7 +1160,7 @@ async def test_row44_close_raising_after_iteration_error_keeps_original(
     assert any(r.exc_info and isinstance(r.exc_info[1], RuntimeError) for r in caplog.records)
 
 
-async def test_row45_cancel_while_streaming_closes_in_worker() -> None:
+async def test_cancel_while_streaming_closes_in_worker() -> None:
     tracked = Tracked(endless())
     client = Client()
     app = WsgiToAsgi(app_returning(tracked))
@@ -1180,7 +1181,7 @@ async def test_row45_cancel_while_streaming_closes_in_worker() -> None:
     assert not client.exchange.complete
 
 
-async def test_row45_cancel_while_app_blocks_in_first_call() -> None:
+async def test_cancel_while_app_blocks_in_first_call_closes_its_iterable() -> None:
     entered = threading.Event()
     release = threading.Event()
     tracked = Tracked(endless())
@@ -1210,7 +1211,7 @@ async def test_row45_cancel_while_app_blocks_in_first_call() -> None:
     assert not client.exchange.complete
 
 
-async def test_row45_cancel_while_generator_blocks_mid_stream() -> None:
+async def test_cancel_while_generator_blocks_mid_stream_sends_nothing_more() -> None:
     first_sent = threading.Event()
     in_next = threading.Event()
     release = threading.Event()
@@ -1263,7 +1264,7 @@ async def test_row45_cancel_while_generator_blocks_mid_stream() -> None:
     assert body_messages(client) == [(b"first", True)]
 
 
-async def test_row45_cancel_while_waiting_for_a_thread() -> None:
+async def test_cancel_while_waiting_for_a_thread_never_runs_the_app() -> None:
     # max_threads=1 and one request inside the app: a second request waits for the
     # pool. Cancelling it there ends it at once; its app never runs.
     entered = threading.Event()
@@ -1292,14 +1293,14 @@ async def test_row45_cancel_while_waiting_for_a_thread() -> None:
     assert second.exchange.messages == []
 
 
-async def test_row45_worker_step_starting_after_the_request_was_abandoned_never_runs_the_app() -> None:
+async def test_worker_step_starting_after_the_request_was_abandoned_never_runs_the_app() -> None:
     # White box, for a window no client can hit on purpose: a worker has taken the
     # step from the pool's queue (too late to cancel it there) when the task is
     # cancelled and the loop lets the request go. The step must not call the app then:
     # nobody would ever stop a streaming response it started.
     from bridge.environ import build_environ
     from bridge.wsgi_streams import ErrorStream
-    from bridge.wsgi_to_asgi import _Exchange, _Receiver
+    from bridge.wsgi_to_asgi import _Link, _Receiver, _Sender, _Worker
 
     calls: list[str] = []
 
@@ -1314,10 +1315,12 @@ async def test_row45_worker_step_starting_after_the_request_was_abandoned_never_
     environ = build_environ(http_scope(), errors=errors)
     workers = adapter._get_workers()
     receiver = _Receiver(client.receive, workers, True)
-    exchange = _Exchange(app, environ, client.send, errors, False, receiver, workers)
-    assert exchange.abandon() is False  # nothing ran, nothing to close
+    link = _Link(workers, receiver)
+    worker = _Worker(app, environ, errors, False, link, _Sender(client.send, link))
+    assert link.abandon() is False  # no worker runs a step
+    assert not worker.needs_close  # nothing ran, nothing to close
     with pytest.raises(bridge.ClientDisconnected):
-        exchange.work(lambda first: None)
+        worker.work(lambda first: None)
     assert calls == []
 
 
@@ -1336,7 +1339,7 @@ async def test_process_ending_exception_from_close_does_not_escape(
     assert (await request(WsgiToAsgi(app_returning([b"next"])))).body == b"next"
 
 
-async def test_row28_silent_disconnect_stops_endless_write_loop() -> None:
+async def test_silent_disconnect_stops_endless_write_loop() -> None:
     # The same as the endless generator, for an app that streams with write(): on a
     # spec-2.3 server send() stays silent, so only receive() can tell the client left,
     # and write() must then raise (an OSError) so the app stops.
@@ -1376,7 +1379,7 @@ def _spin_on_empty_chunks(started: threading.Event, reached_deadline: list[int],
 
 
 @pytest.mark.parametrize("first", [b"", b"first"], ids=["before-first-chunk", "after-first-chunk"])
-async def test_row45_cancel_while_app_yields_empty_chunks(first: bytes) -> None:
+async def test_cancel_while_app_yields_empty_chunks_stops_iterating(first: bytes) -> None:
     started = threading.Event()
     reached_deadline: list[int] = []
     tracked = Tracked(_spin_on_empty_chunks(started, reached_deadline, first))
@@ -1399,7 +1402,7 @@ async def test_row45_cancel_while_app_yields_empty_chunks(first: bytes) -> None:
 
 
 @pytest.mark.parametrize("first", [b"", b"first"], ids=["before-first-chunk", "after-first-chunk"])
-async def test_row28_silent_disconnect_while_app_yields_empty_chunks(first: bytes) -> None:
+async def test_silent_disconnect_while_app_yields_empty_chunks_stops_iterating(first: bytes) -> None:
     # The request body is complete from the start (a GET), so the adapter can watch
     # receive() for http.disconnect as soon as the app runs.
     started = threading.Event()

@@ -9,155 +9,29 @@ itself refuses is seen as well.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import quote
 
 import anyio
 from asgiref.compatibility import guarantee_single_callable
 
 from .._types import ASGIApp, Environ, ExcInfo, Message, Receive, Scope, Send, StartResponse, WSGIApp
+from ..asgi_response import AsgiResponse
 from ..asgi_to_wsgi import AsgiToWsgi
 from ..environ import build_environ
-from ..errors import BridgeError, HopByHopHeaderError, LifespanError, ResponseError
-from ..http import HOP_BY_HOP, decode_asgi_headers, encode_response_headers, parse_asgi_status, parse_status
+from ..errors import BridgeError, LifespanError, ResponseError
+from ..rules import RULES, Severity
+from ..wsgi_response import WsgiResponse
 from ..wsgi_streams import ErrorStream
 from ..wsgi_to_asgi import WsgiToAsgi
 from .load import Loaded
 
 __all__ = ["Finding", "Probe", "Report", "RULES", "check_app", "default_probes"]
-
-Severity = Literal["error", "warning"]
-
-
-@dataclass(frozen=True)
-class Rule:
-    severity: Severity
-    title: str
-    hint: str
-
-
-#: Every rule `check` knows, by id: what the spec says and what to do about it.
-RULES: dict[str, Rule] = {
-    "wsgi-status": Rule(
-        "error",
-        "PEP 3333: the status is a str of three digits, a space and a reason, like '200 OK'",
-        "pass start_response('404 Not Found', headers), not an int or a bare phrase",
-    ),
-    "wsgi-headers": Rule(
-        "error",
-        "PEP 3333: headers are a list of (name, value) tuples of latin-1 str, without control characters",
-        "build them as [('Content-Type', 'text/plain')]; encode other text (RFC 8187) first",
-    ),
-    "wsgi-hop-by-hop": Rule(
-        "error",
-        "PEP 3333: apps must not set hop-by-hop headers (Connection, Transfer-Encoding, Keep-Alive, ...)",
-        "remove the header: the server owns the connection and frames the body itself",
-    ),
-    "wsgi-start-twice": Rule(
-        "error",
-        "PEP 3333: start_response may be called again only with exc_info, before the body starts",
-        "call it once; to replace a response after an error, pass exc_info=sys.exc_info()",
-    ),
-    "wsgi-no-start": Rule(
-        "error",
-        "PEP 3333: start_response is called before the first body bytes",
-        "call start_response(status, headers) before returning or yielding the body",
-    ),
-    "wsgi-iterable": Rule(
-        "error",
-        "PEP 3333: the app returns an iterable of bytes",
-        "return [body] rather than body: iterating bytes gives ints, and a str is not bytes",
-    ),
-    "wsgi-chunk-type": Rule(
-        "error",
-        "PEP 3333: every item of the iterable is bytes",
-        "encode text before yielding it: yield text.encode('utf-8')",
-    ),
-    "wsgi-write": Rule(
-        "warning",
-        "PEP 3333: write() is only for frameworks that cannot be changed",
-        "return or yield the body instead; each write() blocks the thread until the bytes are sent",
-    ),
-    "asgi-message": Rule(
-        "error",
-        "ASGI: every message is a dict with a 'type' the scope knows",
-        "send {'type': 'http.response.start', ...} and {'type': 'http.response.body', ...}",
-    ),
-    "asgi-order": Rule(
-        "error",
-        "ASGI: http.response.start comes exactly once, before any http.response.body",
-        "send the start message once, then the body",
-    ),
-    "asgi-status": Rule(
-        "error",
-        "ASGI: the status is an int from 200 to 599 (1xx cannot be sent)",
-        "send 'status': 200, not '200 OK'",
-    ),
-    "asgi-headers": Rule(
-        "error",
-        "ASGI: headers are an iterable of [name, value] pairs of bytes",
-        "send [(b'content-type', b'text/plain')]",
-    ),
-    "asgi-header-case": Rule(
-        "error",
-        "ASGI: response header names are lower-case",
-        "send b'content-type', not b'Content-Type'",
-    ),
-    "asgi-body": Rule(
-        "error",
-        "ASGI: 'body' is bytes and 'more_body' a bool",
-        "encode text before sending it: {'body': text.encode('utf-8')}",
-    ),
-    "asgi-after-end": Rule(
-        "error",
-        "ASGI: nothing is sent after the final http.response.body (more_body false)",
-        "stop sending once the response is complete; run background work without send()",
-    ),
-    "asgi-incomplete": Rule(
-        "error",
-        "ASGI: the app completes the response (a final body with more_body false) before it returns",
-        "send http.response.start and a last http.response.body before returning",
-    ),
-    "asgi-transfer-encoding": Rule(
-        "warning",
-        "ASGI: servers ignore a transfer-encoding header from the app",
-        "remove it: the server decides how to frame the body",
-    ),
-    "lifespan": Rule(
-        "error",
-        "ASGI lifespan: startup completes (or the app raises to say it has no lifespan support)",
-        "answer lifespan.startup with lifespan.startup.complete, or .failed with a message",
-    ),
-    "content-length": Rule(
-        "error",
-        "RFC 9110: the body is exactly as long as Content-Length says",
-        "set Content-Length from the bytes you send, or leave it out and let the server frame the body",
-    ),
-    "no-body-status": Rule(
-        "error",
-        "RFC 9110: 1xx, 204 and 304 responses have no body",
-        "send an empty body with these statuses",
-    ),
-    "app-error": Rule(
-        "warning",
-        "the app raised an exception (the server answers 500 and logs it)",
-        "run the probe against the app directly to see the traceback (--verbose prints it)",
-    ),
-    "bridge-refused": Rule(
-        "error",
-        "bridge refused what the app sent",
-        "the message names the rule that was broken",
-    ),
-    "timeout": Rule(
-        "error",
-        "the app answers within the probe's time limit",
-        "the app may wait for a request body it never gets, or for itself; if it is slow, raise --timeout",
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -292,12 +166,6 @@ class _Recorder:
         trace = traceback.format_exception(type(exc), exc, exc.__traceback__)
         self.report.tracebacks.append(f"{self.probe}:\n" + "".join(trace))
 
-    def body_done(self, status: int | None, length: int, content_length: int | None, head: bool) -> None:
-        if status is not None and (status < 200 or status in (204, 304)) and length:
-            self.add("no-body-status", f"a {status} response carried a {length}-byte body")
-        elif content_length is not None and length != content_length and not (head and length == 0):
-            self.add("content-length", f"Content-Length says {content_length}, the body had {length} bytes")
-
 
 def _scope(probe: Probe) -> Scope:
     headers = [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"bridge-check")]
@@ -378,7 +246,8 @@ async def _drive_asgi(app: ASGIApp, probe: Probe, recorder: _Recorder, timeout: 
 
 
 class _WsgiInspector:
-    """Watches each call of the app; ``recorder`` is the probe being run."""
+    """Watches each call of the app through a PEP 3333 response machine in recording
+    mode; ``recorder`` is the probe being run."""
 
     recorder: _Recorder
 
@@ -386,81 +255,38 @@ class _WsgiInspector:
         self.app = app
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        state = _WsgiResponse(self.recorder, start_response, environ["REQUEST_METHOD"] == "HEAD")
-        result: Any = self.app(environ, state.start_response)
-        if result is None or isinstance(result, (bytes, str, bytearray)):
-            self.recorder.add("wsgi-iterable", f"the app returned a {type(result).__name__}")
-            if isinstance(result, (bytes, bytearray)):
-                result = [bytes(result)]  # let the probe go on, to find more
-        return state.watch(result)
+        machine = WsgiResponse(environ["REQUEST_METHOD"], record=self.recorder.add)
 
+        def watched_start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None, /
+        ) -> Callable[[bytes], object]:
+            machine.start(status, headers, exc_info)
+            write = start_response(status, headers, exc_info)
 
-class _WsgiResponse:
-    def __init__(self, recorder: _Recorder, start_response: StartResponse, head: bool) -> None:
-        self.recorder = recorder
-        self.inner = start_response
-        self.head = head
-        self.calls = 0
-        self.status: int | None = None
-        self.content_length: int | None = None
-        self.length = 0
-        self.body_started = False
+            def watched_write(data: bytes) -> object:
+                machine.write(data)
+                return write(data)
 
-    def start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None, /
-    ) -> Callable[[bytes], object]:
-        self.calls += 1
-        if self.calls > 1 and exc_info is None:
-            self.recorder.add(
-                "wsgi-start-twice", f"start_response was called {self.calls} times without exc_info"
-            )
-        try:
-            self.status = parse_status(status)
-        except ResponseError as exc:
-            self.recorder.add("wsgi-status", str(exc))
-        try:
-            self.content_length = encode_response_headers(headers, strict=True).content_length
-        except HopByHopHeaderError:
-            names = [
-                item[0] for item in headers if isinstance(item, tuple) and str(item[0]).lower() in HOP_BY_HOP
-            ]
-            self.recorder.add("wsgi-hop-by-hop", f"the app set {', '.join(map(repr, names))}")
-        except ResponseError as exc:
-            self.recorder.add("wsgi-headers", str(exc))
-        write = self.inner(status, headers, exc_info)
+            return watched_write
 
-        def checked_write(data: bytes) -> object:
-            self.recorder.add("wsgi-write", "the app called write()")
-            self._chunk(data)
-            return write(data)
-
-        return checked_write
-
-    def _chunk(self, chunk: object) -> None:
-        if not isinstance(chunk, bytes):
-            self.recorder.add("wsgi-chunk-type", f"the body had a {type(chunk).__name__}: {chunk!r:.60}")
-            return
-        if chunk and not self.calls:
-            self.recorder.add("wsgi-no-start", "the first body bytes came before start_response")
-        self.length += len(chunk)
-
-    def watch(self, result: Iterable[bytes]) -> Iterable[bytes]:
-        return _WatchedIterable(self, result)
+        result: Any = self.app(environ, watched_start_response)
+        machine.returned(result)
+        if isinstance(result, (bytes, bytearray)):
+            result = [bytes(result)]  # let the probe go on, to find more
+        return _WatchedIterable(machine, result)
 
 
 class _WatchedIterable:
-    def __init__(self, state: _WsgiResponse, result: Iterable[bytes]) -> None:
-        self.state = state
+    def __init__(self, machine: WsgiResponse, result: Iterable[bytes]) -> None:
+        self.machine = machine
         self.result = result
 
     def __iter__(self) -> Iterator[bytes]:
-        state = self.state
+        machine = self.machine
         for chunk in self.result:
-            state._chunk(chunk)
+            machine.body(chunk)
             yield chunk
-        if not state.calls:
-            state.recorder.add("wsgi-no-start", "the app never called start_response")
-        state.recorder.body_done(state.status, state.length, state.content_length, state.head)
+        machine.finish()
 
     def close(self) -> None:
         close = getattr(self.result, "close", None)
@@ -553,74 +379,17 @@ class _LifespanWatcher:
 
 
 class _AsgiResponse:
+    """Watches one response's messages through the ASGI response machine in recording mode."""
+
     def __init__(self, recorder: _Recorder, send: Send, head: bool) -> None:
-        self.recorder = recorder
         self.send = send
-        self.head = head
-        self.status: int | None = None
-        self.content_length: int | None = None
-        self.length = 0
-        self.ended = False
+        self.machine = AsgiResponse(head=head, record=recorder.add)
 
     async def __call__(self, message: Message) -> None:
-        self._inspect(message)
+        with contextlib.suppress(ResponseError):  # recorded; the adapter refuses it itself
+            self.machine.send(message)
         await self.send(message)
 
-    def _inspect(self, message: Message) -> None:
-        add = self.recorder.add
-        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            add("asgi-message", f"send() got {message!r:.80}")
-            return
-        kind = message["type"]
-        if self.ended:
-            add("asgi-after-end", f"the app sent {kind} after the response was complete")
-        if kind == "http.response.start":
-            if self.status is not None:
-                add("asgi-order", "http.response.start was sent twice")
-            self._start(message)
-        elif kind == "http.response.body":
-            if self.status is None:
-                add("asgi-order", "http.response.body came before http.response.start")
-            body, more = message.get("body", b""), message.get("more_body", False)
-            if not isinstance(body, bytes):
-                add("asgi-body", f"'body' is a {type(body).__name__}")
-            else:
-                self.length += len(body)
-            if not isinstance(more, bool):
-                add("asgi-body", f"'more_body' is a {type(more).__name__}")
-            if not more:
-                self.ended = True
-                self.recorder.body_done(self.status, self.length, self.content_length, self.head)
-        else:
-            add("asgi-message", f"{kind!r} is not a message of an http scope")
-
-    def _start(self, message: Message) -> None:
-        add = self.recorder.add
-        status = message.get("status")
-        try:
-            parse_asgi_status(status)
-            self.status = status
-        except ResponseError as exc:
-            add("asgi-status", str(exc))
-            self.status = 0
-        headers = message.get("headers", [])
-        try:
-            decode_asgi_headers(headers)
-        except ResponseError as exc:
-            add("asgi-headers", str(exc))
-            return
-        except (TypeError, ValueError) as exc:
-            add("asgi-headers", f"{type(exc).__name__}: {exc}")
-            return
-        for name, value in headers:
-            if name != name.lower():
-                add("asgi-header-case", f"header name {bytes(name)!r}")
-            if name.lower() == b"transfer-encoding":
-                add("asgi-transfer-encoding", f"transfer-encoding: {bytes(value)!r}")
-            if name.lower() == b"content-length" and bytes(value).isdigit():
-                self.content_length = int(value)
-
     def returned(self) -> None:
-        if not self.ended:
-            sent = "http.response.start only" if self.status is not None else "nothing"
-            self.recorder.add("asgi-incomplete", f"the app returned having sent {sent}")
+        with contextlib.suppress(ResponseError):
+            self.machine.returned()

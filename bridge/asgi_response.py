@@ -1,0 +1,214 @@
+"""The ASGI ``http`` send side as a state machine: which message an ASGI app may send
+next, and what it means for the WSGI response.
+
+One :class:`AsgiResponse` per request takes each message the app passes to
+``send()`` and answers with a small typed event for the WSGI side (:class:`Start`,
+:class:`Body`), None for a message that changes nothing, or a
+:class:`~bridge.errors.ResponseError` naming the broken rule (an id of
+:data:`bridge.rules.RULES`) and the state it happened in.
+
+States (``AsgiState``)::
+
+    AWAIT_START --http.response.start--> BODY --http.response.body (more_body false)--> DONE
+         \\                                  \\                                         |
+          +------ client_gone() ------------+-----------> CLIENT_GONE <---------------+
+
+The adapter runs it in *enforcing* mode: a broken rule raises into the app's
+``send()``. ``bridge check`` runs the same machine in *recording* mode: each broken
+rule is handed to ``record``, with the checks only a report needs (header case,
+Content-Length against the body), and the machine goes on.
+
+Pure: no threads, no I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from typing import Any, NamedTuple
+
+from .errors import ClientDisconnected, ResponseError
+from .http import decode_asgi_headers, parse_asgi_status
+from .wsgi_response import NO_BODY_STATUSES, Record
+
+__all__ = ["AsgiResponse", "AsgiState", "Body", "Start"]
+
+
+class AsgiState(enum.Enum):
+    AWAIT_START = "AWAIT_START"  # nothing sent yet
+    BODY = "BODY"  # http.response.start sent; body messages may follow
+    DONE = "DONE"  # the final http.response.body (more_body false) was sent
+    CLIENT_GONE = "CLIENT_GONE"  # the client left: send() raises, receive() disconnects
+
+
+class Start(NamedTuple):
+    """``http.response.start``, translated for ``start_response``."""
+
+    status: str
+    headers: list[tuple[str, str]]
+
+
+class Body(NamedTuple):
+    """``http.response.body``: the bytes to pass on (none for HEAD), and whether more follow."""
+
+    data: bytes
+    more: bool
+
+
+class AsgiResponse:
+    """One ASGI response's send side. ``head``: the request is a HEAD (the body bytes
+    are dropped: WSGI leaves HEAD to the app, the server would send them);
+    ``record`` switches to recording mode."""
+
+    __slots__ = ("broken", "content_length", "finished", "head", "length", "record", "state", "status")
+
+    def __init__(self, *, head: bool = False, record: Record | None = None) -> None:
+        self.state = AsgiState.AWAIT_START
+        self.head = head
+        self.record = record
+        #: The first broken rule's message: the app broke the protocol (and may have
+        #: swallowed the error); the adapter then fails the request if the app waits on.
+        self.broken: str | None = None
+        #: The final body was sent (it stays so when the client leaves after it).
+        self.finished = False
+        # Recording mode only: what the report compares at the end.
+        self.status: int | None = None
+        self.content_length: int | None = None
+        self.length = 0
+
+    def _refuse(self, rule: str, message: str) -> ResponseError:
+        """The error to raise into the app's ``send()`` (recording mode: recorded)."""
+        if self.broken is None:
+            self.broken = message
+        error = ResponseError(message, rule=rule, state=self.state.name)
+        if self.record is not None:
+            self.record(rule, message)
+        return error
+
+    def send(self, message: Any) -> Start | Body | None:
+        """One message from the app's ``send()``."""
+        state = self.state
+        if state is AsgiState.CLIENT_GONE:
+            raise ClientDisconnected("the client disconnected")
+        try:
+            kind = message["type"]
+        except (KeyError, TypeError):
+            raise self._refuse(
+                "asgi-message", f"an ASGI message must be a dict with a 'type' key, got {message!r}"
+            ) from None
+        if kind == "http.response.body":
+            if state is AsgiState.BODY:
+                return self._body(message)
+            if state is AsgiState.DONE:
+                # ASGI: messages after the final body are ignored ("the server ... must
+                # not send any more body").
+                if self.record is not None:
+                    self.record("asgi-after-end", f"the app sent {kind} after the response was complete")
+                return None
+            raise self._refuse(
+                "asgi-order", "the ASGI app sent http.response.body before http.response.start"
+            )
+        if kind == "http.response.start":
+            if state is not AsgiState.AWAIT_START:
+                if state is AsgiState.DONE and self.record is not None:
+                    self.record("asgi-after-end", f"the app sent {kind} after the response was complete")
+                raise self._refuse("asgi-order", "the ASGI app sent http.response.start twice")
+            return self._start(message)
+        if kind == "http.response.trailers":
+            return None  # never advertised; WSGI has no trailers
+        raise self._refuse("asgi-message", f"unsupported ASGI message type {kind!r} for an http scope")
+
+    def _start(self, message: Any) -> Start | None:
+        if "status" not in message:
+            raise self._refuse("asgi-status", "http.response.start has no 'status'")
+        try:
+            status = parse_asgi_status(message["status"])
+        except ResponseError as exc:
+            raise self._refuse("asgi-status", str(exc)) from None
+        raw_headers = message.get("headers", ())
+        if self.record is not None and not isinstance(raw_headers, (list, tuple)):
+            with contextlib.suppress(TypeError):  # not iterable: decoding says so below
+                raw_headers = list(raw_headers)  # read twice in recording mode
+        try:
+            headers = decode_asgi_headers(raw_headers)
+        except ResponseError as exc:
+            raise self._refuse("asgi-headers", str(exc)) from None
+        self.state = AsgiState.BODY
+        if self.record is not None:
+            self._inspect_headers(message["status"], raw_headers)
+        return Start(status, headers)
+
+    def _inspect_headers(self, status: int, headers: Any) -> None:
+        """Recording mode: what servers accept but the spec does not."""
+        assert self.record is not None
+        self.status = status
+        for name, value in headers:
+            if name != name.lower():
+                self.record("asgi-header-case", f"header name {bytes(name)!r}")
+            lower = bytes(name).lower()
+            if lower == b"transfer-encoding":
+                self.record("asgi-transfer-encoding", f"transfer-encoding: {bytes(value)!r}")
+            elif lower == b"content-length" and bytes(value).isdigit():
+                self.content_length = int(value)
+
+    def _body(self, message: Any) -> Body:
+        body = message.get("body", b"")
+        if type(body) is not bytes:
+            if not isinstance(body, (bytes, bytearray, memoryview)):
+                raise self._refuse(
+                    "asgi-body", f"http.response.body 'body' must be bytes, got {type(body).__name__}"
+                )
+            body = bytes(body)
+        raw_more = message.get("more_body", False)
+        more = bool(raw_more)
+        if not more:
+            self.state = AsgiState.DONE
+            self.finished = True
+        if self.record is not None:
+            if type(raw_more) is not bool:
+                self.record("asgi-body", f"'more_body' is a {type(raw_more).__name__}")
+            self.length += len(body)
+            if not more:
+                self._inspect_length()
+        if self.head:
+            body = b""
+        return Body(body, more)
+
+    def _inspect_length(self) -> None:
+        """Recording mode, at the final body: the body against status and Content-Length."""
+        assert self.record is not None
+        status, length, declared = self.status, self.length, self.content_length
+        if status is not None and (status < 200 or status in NO_BODY_STATUSES) and length:
+            self.record("no-body-status", f"a {status} response carried a {length}-byte body")
+        elif (
+            declared is not None
+            and length != declared
+            and not (self.head and length == 0)
+            and status not in NO_BODY_STATUSES  # RFC 9110 8.6: a 304's is the unsent body's
+        ):
+            self.record("content-length", f"Content-Length says {declared}, the body had {length} bytes")
+
+    def returned(self) -> Body | None:
+        """The app's task returned. A response that never started is an error; one
+        that started but never sent its final body ends here (leniently, as servers do:
+        the last body message is implied); None if it had ended already."""
+        state = self.state
+        if state is AsgiState.AWAIT_START:
+            if self.record is not None:
+                self.record("asgi-incomplete", "the app returned having sent nothing")
+            raise ResponseError(
+                "the ASGI app returned without sending http.response.start",
+                rule="asgi-incomplete",
+                state=state.name,
+            )
+        if state is AsgiState.BODY:
+            if self.record is not None:
+                self.record("asgi-incomplete", "the app returned having sent http.response.start only")
+            self.state = AsgiState.DONE
+            self.finished = True
+            return Body(b"", False)
+        return None
+
+    def client_gone(self) -> None:
+        """The client left: from now on ``send()`` raises ClientDisconnected."""
+        self.state = AsgiState.CLIENT_GONE
