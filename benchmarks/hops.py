@@ -15,9 +15,13 @@ wrapped (monkeypatched at class level, restored afterwards):
 
 * **to loop**: ``asyncio.BaseEventLoop.call_soon_threadsafe`` called from a thread other
   than the loop's own (``asyncio.run_coroutine_threadsafe``, ``run_in_executor``'s result
-  and anyio's ``from_thread`` and worker threads all end there). Always a hand-off: the
-  loop runs the callback.
-* **to a pool thread**: ``ThreadPoolExecutor.submit`` from outside the pool.
+  and anyio's ``from_thread`` and worker threads all end there), and on trio
+  ``TrioToken.run_sync_soon`` called from outside that run's thread (trio's
+  ``to_thread`` results and ``from_thread`` calls, anyio's on trio, and bridge's
+  ``LoopRef.wake`` all end there). Always a hand-off: the loop runs the callback.
+* **to a pool thread**: ``ThreadPoolExecutor.submit`` from outside the pool, and on trio
+  the thread cache's ``start_thread_soon`` (``trio.to_thread.run_sync``, anyio's
+  ``to_thread`` on trio), which hands the job over by releasing a raw lock.
 * **objects another thread waits on**: ``concurrent.futures.Future.set_result`` /
   ``set_exception``, ``threading.Event.set``, ``queue.Queue.put``, ``queue.SimpleQueue.put``
   and a bare ``threading.Condition.notify`` are *signals*; ``Future.result`` /
@@ -25,8 +29,9 @@ wrapped (monkeypatched at class level, restored afterwards):
 * ``queue.SimpleQueue`` is a C type whose methods cannot be wrapped: its ``put`` calls are
   seen through a profile hook (``sys.setprofile``'s ``c_call`` events) installed for the
   run in this thread, in threads started during the run, and in the thread of every
-  running asyncio loop (found with ``gc``); what its consumers took is what was put
-  minus what is left in it at the end.
+  running asyncio loop and trio run (found with ``gc``: trio's ``from_thread`` answers
+  a waiting thread through one); what its consumers took is what was put minus what is
+  left in it at the end.
 
 Stable integer counts come from counting what the code path does, not what the OS
 scheduler happened to do: whether a waiting thread really slept depends on timing, but
@@ -45,12 +50,16 @@ awake cost one OS wake-up, not two, and a design that signals only when its peer
 actually waits (a condition variable with a "waiting" flag) shows fractional counts,
 which is the truth about it. A request's figure is the run's total over its requests.
 
-Limits: hand-offs through raw ``_thread.lock`` releases, pipes or sockets, and
-``SimpleQueue.put`` from a thread that existed before the run and runs no asyncio
-loop (a pool's worker, say), are invisible; uvloop and trio loops are not counted (the
-in-process tier runs on the default asyncio loop). The driver's own threads mark their
-bookkeeping with :func:`driver` so it is left out. Self-check: the no-adapter baselines
-pay exactly one hop there and one back (2), which every report states.
+Limits: hand-offs through raw ``_thread.lock`` releases (but trio's thread cache, above),
+pipes or sockets, and ``SimpleQueue.put`` from a thread that existed before the run and
+runs no event loop (a pool's worker, say), are invisible; uvloop's loop is not counted
+(its ``call_soon_threadsafe`` is not ``BaseEventLoop``'s). trio is counted when it has been
+imported by the time the counter is installed (the in-process tier runs on the default
+asyncio loop; ``tests/test_hops.py``
+counts trio with the trio baselines of ``scenarios_w2a`` and ``scenarios_a2w``). The
+driver's own threads mark their bookkeeping with :func:`driver` so it is left out.
+Self-check: the no-adapter baselines pay exactly one hop there and one back (2), which
+every report states.
 """
 
 from __future__ import annotations
@@ -58,6 +67,7 @@ from __future__ import annotations
 import _queue
 import asyncio
 import concurrent.futures
+import contextlib
 import gc
 import queue
 import sys
@@ -75,7 +85,7 @@ _TO_LOOP, _TO_THREAD = "to_loop", "to_thread"
 # Conditions owned by a primitive: notifying them is part of that primitive's signal.
 _INTERNAL_CONDITIONS = ("_cond", "_condition", "not_empty", "not_full", "all_tasks_done")
 
-_PLUMBING = ("/asyncio/", "/concurrent/", "/threading.py", "/queue.py", "/anyio/")
+_PLUMBING = ("/asyncio/", "/concurrent/", "/threading.py", "/queue.py", "/anyio/", "/trio/", "/outcome/")
 
 _local = threading.local()
 _active: HopCounter | None = None
@@ -155,8 +165,19 @@ def _where(frame: traceback.FrameSummary) -> str:
     return f"{'/'.join(parts[-2:])}:{frame.lineno} {frame.name}"
 
 
+def _current_trio_token() -> object:
+    """The token of the trio run in this thread, or None."""
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return None
+    try:
+        return trio.lowlevel.current_trio_token()
+    except RuntimeError:  # no trio run in this thread
+        return None
+
+
 def _is_loop_thread() -> bool:
-    return asyncio._get_running_loop() is not None
+    return asyncio._get_running_loop() is not None or _current_trio_token() is not None
 
 
 class HopCounter:
@@ -244,6 +265,37 @@ class HopCounter:
             (threading.Condition, "wait"),
         ):
             self._patch(owner, name, self._receive_wrapper(owner.__dict__[name]))
+
+        # trio once imported (by whatever runs on it): never imported here, so that
+        # an asyncio-only run stays as it was.
+        trio = sys.modules.get("trio")
+        if trio is not None:
+            self._install_trio(trio)
+
+    def _install_trio(self, trio: Any) -> None:
+        counter = self
+        token_class = trio.lowlevel.TrioToken
+        original_rss = token_class.__dict__["run_sync_soon"]
+
+        def run_sync_soon(token: Any, sync_fn: Any, *args: Any, idempotent: bool = False) -> Any:
+            if counter.counting and _current_trio_token() is not token:
+                counter._unconditional(_TO_LOOP)
+            return original_rss(token, sync_fn, *args, idempotent=idempotent)
+
+        self._patch(token_class, "run_sync_soon", run_sync_soon)
+
+        from trio._core import _thread_cache  # the class has no public name
+
+        cache_class = _thread_cache.ThreadCache
+        original_start = cache_class.__dict__["start_thread_soon"]
+
+        def start_thread_soon(cache: Any, fn: Any, deliver: Any, name: Any = None) -> Any:
+            if not counter.counting:
+                return original_start(cache, fn, deliver, name)
+            with counter._signal(cache, unconditional=_TO_THREAD):
+                return original_start(cache, fn, deliver, name)
+
+        self._patch(cache_class, "start_thread_soon", start_thread_soon)
 
     def _signal_wrapper(self, original: Callable[..., Any], is_condition: bool) -> Callable[..., Any]:
         counter = self
@@ -360,28 +412,42 @@ class HopCounter:
 
     def _enable_profiling(self) -> None:
         """Profile this thread, threads started from now on, and every running asyncio
-        loop's thread (a loop thread is where a SimpleQueue hand-off starts)."""
+        loop's and trio run's thread (a loop thread is where a SimpleQueue hand-off
+        starts)."""
         self.profiling = True
         hook = self._profile
         sys.setprofile(hook)
         threading.setprofile(hook)
         me = threading.get_ident()
+        trio = sys.modules.get("trio")
+        token_class = trio.lowlevel.TrioToken if trio is not None else None
         for obj in gc.get_objects():
-            if (
-                # type(), not isinstance(): isinstance() asks a lazy proxy (Django's
-                # settings) for its __class__, which sets it up, or raises.
-                issubclass(type(obj), base_events.BaseEventLoop)
+            # type(), not isinstance(): isinstance() asks a lazy proxy (Django's
+            # settings) for its __class__, which sets it up, or raises.
+            kind = type(obj)
+            if kind is token_class:
+                assert trio is not None
+                if obj is not _current_trio_token():
+                    with contextlib.suppress(trio.RunFinishedError):  # a run that is over
+                        self._in_loop(obj.run_sync_soon)
+            elif (
+                issubclass(kind, base_events.BaseEventLoop)
                 and obj.is_running()
                 and getattr(obj, "_thread_id", None) != me
             ):
-                done: concurrent.futures.Future[None] = concurrent.futures.Future()
+                self._in_loop(obj.call_soon_threadsafe)
 
-                def enable(done: concurrent.futures.Future[None] = done) -> None:
-                    sys.setprofile(hook)
-                    done.set_result(None)
+    def _in_loop(self, call_soon: Callable[[Callable[[], None]], object]) -> None:
+        """Install the profile hook in a loop's thread, through ``call_soon``."""
+        hook = self._profile
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
 
-                obj.call_soon_threadsafe(enable)
-                done.result(timeout=10)
+        def enable() -> None:
+            sys.setprofile(hook)
+            done.set_result(None)
+
+        call_soon(enable)
+        done.result(timeout=10)
 
     def _disable_profiling(self) -> None:
         self.profiling = False  # other threads drop the hook at their next event

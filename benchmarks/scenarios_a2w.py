@@ -129,6 +129,8 @@ class Baseline:
     that runs the app and collects its messages; return them as one chunk. The floor
     any ASGI-to-WSGI adapter can reach."""
 
+    _new_event: Callable[[], Any] = asyncio.Event
+
     def __init__(self, app: Callable[..., Any]) -> None:
         self.app = app
         self.loop = asyncio.new_event_loop()
@@ -147,16 +149,18 @@ class Baseline:
             "query_string": b"",
             "headers": [],
         }
-        future = asyncio.run_coroutine_threadsafe(self._run(scope, body), self.loop)
-        status, headers, chunks = future.result()
+        status, headers, chunks = self._round_trip(scope, body)
         start_response(
             f"{status} {HTTPStatus(status).phrase}",
             [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
         )
         return [b"".join(chunks)]
 
+    def _round_trip(self, scope: Scope, body: bytes) -> tuple[int, list[Any], list[bytes]]:
+        return asyncio.run_coroutine_threadsafe(self._run(scope, body), self.loop).result()
+
     async def _run(self, scope: Scope, body: bytes) -> tuple[int, list[Any], list[bytes]]:
-        done = asyncio.Event()
+        done = self._new_event()
         delivered = False
         start: dict[str, Any] = {}
         chunks: list[bytes] = []
@@ -184,6 +188,40 @@ class Baseline:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()
+
+
+class TrioBaseline(Baseline):
+    """The baseline on trio: the round trip is ``trio.from_thread.run`` to a trio loop
+    thread (``run_sync_soon`` there, a ``SimpleQueue`` back)."""
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        import trio  # optional, like bridge's trio support
+
+        self.app = app
+        self._new_event = trio.Event
+        self.token: Any = None
+        self._stop: Any = None
+        ready = threading.Event()
+
+        async def serve() -> None:
+            self.token = trio.lowlevel.current_trio_token()
+            self._stop = trio.Event()
+            ready.set()
+            await self._stop.wait()
+
+        self.thread = threading.Thread(target=trio.run, args=(serve,), name="baseline-trio", daemon=True)
+        self.thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the trio baseline's loop did not start")
+
+    def _round_trip(self, scope: Scope, body: bytes) -> tuple[int, list[Any], list[bytes]]:
+        import trio
+
+        return trio.from_thread.run(self._run, scope, body, trio_token=self.token)
+
+    def close(self) -> None:
+        self.token.run_sync_soon(self._stop.set)
+        self.thread.join(5)
 
 
 def make_subjects(app: Callable[..., Any], baseline: bool) -> dict[str, Any]:

@@ -120,7 +120,7 @@ class Baseline:
                 if close is not None:
                     close()
 
-        chunks = await asyncio.get_running_loop().run_in_executor(self.pool, run)
+        chunks = await self._in_thread(run)
         status, headers = status_headers
         await send(
             {
@@ -131,8 +131,27 @@ class Baseline:
         )
         await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": False})
 
+    def _in_thread(self, run: Callable[[], list[bytes]]) -> Awaitable[list[bytes]]:
+        return asyncio.get_running_loop().run_in_executor(self.pool, run)
+
     def close(self) -> None:
         self.pool.shutdown(wait=False)
+
+
+class TrioBaseline(Baseline):
+    """The baseline on trio (``run_batch_trio``): the one hop is ``trio.to_thread``, in
+    threads of trio's own cache, as many at once as the pool above allows."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        import trio  # optional, like bridge's trio support
+
+        super().__init__(app)
+        self.limiter = trio.CapacityLimiter(40)
+
+    def _in_thread(self, run: Callable[[], list[bytes]]) -> Awaitable[list[bytes]]:
+        import trio
+
+        return trio.to_thread.run_sync(run, limiter=self.limiter)
 
 
 def make_subjects(app: Callable[..., Iterable[bytes]], baseline: bool) -> dict[str, Any]:
@@ -187,15 +206,17 @@ async def one_request(
     expect_length: int,
     expect_body: bytes | None,
     headers: tuple[tuple[bytes, bytes], ...] = (),
+    new_event: Callable[[], Any] = asyncio.Event,
 ) -> None:
-    """Serve one request to ``app`` like an ASGI server, and check the response."""
+    """Serve one request to ``app`` like an ASGI server, and check the response
+    (``new_event``: ``trio.Event`` on trio)."""
     scope = dict(_SCOPE)
     scope["method"] = "POST" if content_length else "GET"
     scope["headers"] = [(b"host", b"bench"), (b"content-length", str(content_length).encode()), *headers]
     pending: Iterator[bytes] = iter(parts)
     upcoming = next(pending, None)
     body_done = False
-    done = asyncio.Event()
+    done = new_event()
     started = False
     status = 0
     received = 0
@@ -336,6 +357,42 @@ def run_batch(
         at_once = scenario.kind == "concurrent"
     start = time.perf_counter()
     loop.run_until_complete(asyncio.wait_for(_batch(app, scenario, n, at_once), 120))
+    return time.perf_counter() - start
+
+
+async def _batch_trio(app: Any, scenario: Scenario, n: int, at_once: bool) -> None:
+    import trio
+
+    async def request() -> None:
+        await one_request(
+            app,
+            scenario.body(),
+            scenario.content_length,
+            scenario.expect_length,
+            scenario.expect_body,
+            scenario.headers,
+            trio.Event,
+        )
+
+    with trio.fail_after(120):
+        if at_once:
+            async with trio.open_nursery() as nursery:
+                for _ in range(n):
+                    nursery.start_soon(request)
+        else:
+            for _ in range(n):
+                await request()
+
+
+def run_batch_trio(app: Any, scenario: Scenario, n: int, at_once: bool | None = None) -> float:
+    """``run_batch`` on trio, in a ``trio.run`` of its own in this thread (the loop
+    thread, then, as for ``run_batch``)."""
+    import trio
+
+    if at_once is None:
+        at_once = scenario.kind == "concurrent"
+    start = time.perf_counter()
+    trio.run(_batch_trio, app, scenario, n, at_once)
     return time.perf_counter() - start
 
 
