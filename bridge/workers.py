@@ -37,13 +37,11 @@ T = TypeVar("T")
 logger = logging.getLogger("bridge.workers")
 
 
-def is_cancellation(exc: BaseException) -> bool:
-    """Whether ``exc`` is a cancellation, seen from a worker thread, whatever the
-    loop (asyncio's, a cancelled future's, or trio's ``Cancelled``)."""
-    return (
-        isinstance(exc, (asyncio.CancelledError, concurrent.futures.CancelledError))
-        or type(exc).__name__ == "Cancelled"
-    )
+def is_cancellation(exc: BaseException, loop_cancelled: type[BaseException] = asyncio.CancelledError) -> bool:
+    """Whether ``exc`` is a cancellation, seen from a worker thread: the loop's own
+    (``loop_cancelled``, what ``anyio.get_cancelled_exc_class()`` said on that loop:
+    asyncio's ``CancelledError`` or trio's ``Cancelled``) or a cancelled future's."""
+    return isinstance(exc, (loop_cancelled, asyncio.CancelledError, concurrent.futures.CancelledError))
 
 
 Ready = Callable[[T], None]
@@ -53,8 +51,14 @@ class Workers:
     """The interface: run a function in a worker thread; from there, call the loop."""
 
     def __init__(self) -> None:
-        # Made on the loop: what a hand-off created in a worker needs to wake it.
+        # Made on the loop: what a hand-off created in a worker needs to wake it, and
+        # what a cancellation is there (a worker thread cannot ask anyio: no loop runs).
         self.loop_ref = LoopRef()
+        self.cancelled_exc = anyio.get_cancelled_exc_class()
+
+    def is_cancellation(self, exc: BaseException) -> bool:
+        """Whether ``exc``, seen in a worker, is this loop's cancellation (or a future's)."""
+        return is_cancellation(exc, self.cancelled_exc)
 
     async def run(self, func: Callable[[], T]) -> T:
         raise NotImplementedError
@@ -124,7 +128,7 @@ class AnyioWorkers(Workers):
         try:
             from_thread.check_cancelled()
         except BaseException as exc:
-            if is_cancellation(exc):
+            if self.is_cancellation(exc):
                 return True
             raise
         return False

@@ -39,7 +39,7 @@ from .environ import DEFAULT_MAX_DUPLICATE_HEADERS, build_environ
 from .errors import AppExitError, BadRequestError, ClientDisconnected, InvalidScopeError
 from .handoff import Closed, Handoff
 from .http import DEFAULT_PRELOAD_BODY, parse_content_length, parse_http_request
-from .workers import AnyioWorkers, AsyncioWorkers, Workers, is_cancellation
+from .workers import AnyioWorkers, AsyncioWorkers, Workers
 from .wsgi_response import WsgiResponse
 from .wsgi_streams import ErrorStream, StreamingInput
 
@@ -526,7 +526,7 @@ class _Link:
             # The server's, not the app's: carry it through the app back to the loop.
             raise _LoopExit(exc) from None
         except BaseException as exc:
-            if is_cancellation(exc):
+            if self.workers.is_cancellation(exc):
                 raise self.went(_CANCELLED) from None
             raise
 

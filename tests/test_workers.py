@@ -551,7 +551,8 @@ async def caught_cancellation() -> BaseException:
 async def test_is_cancellation_recognises_the_running_loops_cancellation() -> None:
     exc = await caught_cancellation()
     assert isinstance(exc, (asyncio.CancelledError, trio.Cancelled))
-    assert is_cancellation(exc)
+    assert is_cancellation(exc, anyio.get_cancelled_exc_class())
+    assert make_workers(1).is_cancellation(exc)  # the loop's class, known to its workers
 
 
 @pytest.mark.parametrize(

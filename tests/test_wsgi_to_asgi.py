@@ -912,9 +912,7 @@ async def test_exact_content_length_stops_iteration() -> None:
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["list", "generator"])
-async def test_short_body_is_logged_not_padded(
-    streaming: bool, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_short_body_is_logged_not_padded(streaming: bool, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger=ADAPTER_LOGGER)
     body: Any = (lambda: iter([b"abc", b"de"])) if streaming else [b"abc", b"de"]
     result = await request(WsgiToAsgi(app_returning(body, headers=[("Content-Length", "10")])))

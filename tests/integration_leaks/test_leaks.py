@@ -249,4 +249,3 @@ def test_lifespan_shutdown_on_sigterm(server: Server) -> None:
     server.graceful_stop()
     shutdowns = server.lifecycle("shutdown")
     assert startups and set(shutdowns) == set(startups), server.log_tail()
-
