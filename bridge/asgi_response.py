@@ -18,7 +18,8 @@ The adapter runs it in *enforcing* mode: a broken rule raises into the app's
 rule is handed to ``record``, with the checks only a report needs (header case,
 Content-Length against the body), and the machine goes on.
 
-Pure: no threads, no I/O.
+Pure: no threads, no I/O. The transition table, and where the adapter calls it:
+``docs/internals.md``.
 """
 
 from __future__ import annotations

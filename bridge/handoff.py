@@ -13,7 +13,8 @@ is queued, then sees the end) and ``refuse()`` (the consumer's: it takes nothing
 what is queued is handed back, and puts raise ``Closed``, while a consumer may still
 wait for the producer's ``close()``). Both wake both sides; every blocking wait also
 wakes up now and then so its caller can check for a reason to stop (the waits have
-a way out even if a peer vanishes).
+a way out even if a peer vanishes). ``docs/internals.md`` shows where each
+direction uses it.
 """
 
 from __future__ import annotations

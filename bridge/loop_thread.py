@@ -3,7 +3,7 @@
 Started lazily on first use, so that a WSGI server that imports the app and then
 forks (gunicorn ``--preload``) gets a fresh loop in each worker: threads do not
 survive ``fork()``. The thread is a daemon, so a loop that is never closed cannot
-hold up interpreter exit.
+hold up interpreter exit. (Fork and exit handling: ``docs/internals.md``.)
 """
 
 from __future__ import annotations

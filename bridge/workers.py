@@ -11,6 +11,7 @@ Two implementations of one small interface:
   a task per call back into the loop) costs about 20 us per trip, a third of a
   request's whole overhead. Cancellation is then the adapter's own business: a
   cancelled request marks its ``_Link``, and the worker stops at its next step.
+``docs/internals.md`` shows how a request uses them.
 """
 
 from __future__ import annotations

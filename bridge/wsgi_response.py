@@ -21,6 +21,7 @@ the same machine in *recording* mode: each broken rule is handed to ``record`` a
 machine goes on as if the call had succeeded, to find the next one.
 
 Pure: no threads, no I/O; the caller logs what :meth:`WsgiResponse.finish` reports.
+The transition table, and where the adapter calls it: ``docs/internals.md``.
 """
 
 from __future__ import annotations

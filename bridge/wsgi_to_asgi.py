@@ -11,7 +11,8 @@ the same worker hands the first chunks to the loop and, once the loop has taken 
 goes straight on producing the rest. A streaming iterable's further chunks, and a
 streaming request body, pass through bounded hand-offs (:mod:`bridge.handoff`) that
 wake the other side only when it waits, so a fast producer pays no round trip per
-chunk and memory stays bounded.
+chunk and memory stays bounded. ``docs/internals.md`` follows one request through
+it: which thread does what, where each wait ends, the wake-ups it costs.
 """
 
 from __future__ import annotations
