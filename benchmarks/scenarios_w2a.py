@@ -330,16 +330,24 @@ SCENARIOS = [
 ]
 
 
+def _scenario_request(
+    app: Any, scenario: Scenario, new_event: Callable[[], Any] = asyncio.Event
+) -> Awaitable[None]:
+    """One request of ``scenario`` to ``app``, checked (see :func:`one_request`)."""
+    return one_request(
+        app,
+        scenario.body(),
+        scenario.content_length,
+        scenario.expect_length,
+        scenario.expect_body,
+        scenario.headers,
+        new_event,
+    )
+
+
 async def _batch(app: Any, scenario: Scenario, n: int, at_once: bool) -> None:
     def request() -> Awaitable[None]:
-        return one_request(
-            app,
-            scenario.body(),
-            scenario.content_length,
-            scenario.expect_length,
-            scenario.expect_body,
-            scenario.headers,
-        )
+        return _scenario_request(app, scenario)
 
     if at_once:
         await asyncio.gather(*(request() for _ in range(n)))
@@ -364,15 +372,7 @@ async def _batch_trio(app: Any, scenario: Scenario, n: int, at_once: bool) -> No
     import trio
 
     async def request() -> None:
-        await one_request(
-            app,
-            scenario.body(),
-            scenario.content_length,
-            scenario.expect_length,
-            scenario.expect_body,
-            scenario.headers,
-            trio.Event,
-        )
+        await _scenario_request(app, scenario, trio.Event)
 
     with trio.fail_after(120):
         if at_once:

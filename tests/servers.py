@@ -1,7 +1,7 @@
 """Real servers for tests: start a command in its own process group, wait until it is ready,
 stop it with a grace period, kill what is left.
 
-Every harness that runs a server subprocess builds on this module (``tests/integration``,
+Every harness that runs a server subprocess builds on this module (``tests/integration_wsgi_apps``,
 ``tests/integration_asgi_apps``, ``tests/examples``, ``tests/integration_cli``,
 ``tests/matrix``); each keeps only its own command lines and helpers.
 

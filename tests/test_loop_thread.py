@@ -13,7 +13,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from typing import Iterator
 
 import anyio
@@ -22,29 +21,9 @@ import pytest
 from bridge.errors import BridgeError
 from bridge.handoff import Handoff
 from bridge.loop_thread import LoopThread
-
-_DEADLINE = 5.0
-_SHARED_POOLS = ("Trio thread", "AnyIO worker thread")
+from tests.thread_leaks import DEADLINE, no_thread_leaks  # noqa: F401 - autouse fixture
 
 BACKENDS = ["asyncio", "trio"]
-
-
-@pytest.fixture(autouse=True)
-def no_thread_leaks() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-
-    def left() -> list[threading.Thread]:
-        return [
-            t
-            for t in threading.enumerate()
-            if t not in before and t.is_alive() and not t.name.startswith(_SHARED_POOLS)
-        ]
-
-    deadline = time.monotonic() + _DEADLINE
-    while left() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not left(), f"threads left behind: {left()}"
 
 
 @pytest.fixture(params=BACKENDS)
@@ -53,7 +32,7 @@ def loop_thread(request: pytest.FixtureRequest) -> Iterator[LoopThread]:
     try:
         yield loop
     finally:
-        loop.stop(_DEADLINE)
+        loop.stop(DEADLINE)
 
 
 def loop_threads(backend: str) -> list[threading.Thread]:
@@ -105,7 +84,7 @@ def test_the_asyncio_loop_is_exposed_on_asyncio_only(loop_thread: LoopThread) ->
         assert portal.call(asyncio.get_running_loop) is loop_thread.asyncio_loop
         # The hot path submits to it directly.
         future = asyncio.run_coroutine_threadsafe(backend_name(), loop_thread.asyncio_loop)
-        assert future.result(_DEADLINE) == "asyncio"
+        assert future.result(DEADLINE) == "asyncio"
     else:
         assert loop_thread.asyncio_loop is None
 
@@ -118,7 +97,7 @@ def test_the_loop_ref_reaches_the_loop_from_other_threads(loop_thread: LoopThrea
     handoff: Handoff[str] = Handoff(100, ref)  # made off the loop, with its ref
     future = portal.start_task_soon(handoff.get_in_loop)
     handoff.put_in_thread("hello", 5)
-    assert future.result(_DEADLINE) == ["hello"]
+    assert future.result(DEADLINE) == ["hello"]
 
 
 def test_backend_options_reach_the_loop() -> None:
@@ -131,7 +110,7 @@ def test_backend_options_reach_the_loop() -> None:
 
         assert portal.call(debug)
     finally:
-        loop.stop(_DEADLINE)
+        loop.stop(DEADLINE)
 
 
 def test_a_loop_that_cannot_start_raises_bridge_error() -> None:
@@ -140,7 +119,7 @@ def test_a_loop_that_cannot_start_raises_bridge_error() -> None:
         loop.start()
     assert info.value.__cause__ is not None
     assert not loop.running
-    loop.stop(_DEADLINE)  # harmless
+    loop.stop(DEADLINE)  # harmless
 
 
 # -- stop -------------------------------------------------------------------------------------
@@ -161,8 +140,8 @@ def test_stop_cancels_what_still_runs_and_ends_the_thread(loop_thread: LoopThrea
             cleaned_up.set()
 
     portal.start_task_soon(forever)
-    assert started.wait(_DEADLINE)
-    loop_thread.stop(_DEADLINE)
+    assert started.wait(DEADLINE)
+    loop_thread.stop(DEADLINE)
     assert cleaned_up.is_set(), "the task still running was not cancelled"
     assert not thread.is_alive(), "stop() returned before the thread ended"
     assert not loop_thread.running
@@ -171,12 +150,12 @@ def test_stop_cancels_what_still_runs_and_ends_the_thread(loop_thread: LoopThrea
 
 
 def test_stop_is_idempotent_and_harmless_before_start(loop_thread: LoopThread) -> None:
-    loop_thread.stop(_DEADLINE)
+    loop_thread.stop(DEADLINE)
     assert not loop_thread.running
     portal = loop_thread.start()
     thread = portal.call(threading.current_thread)
-    loop_thread.stop(_DEADLINE)
-    loop_thread.stop(_DEADLINE)
+    loop_thread.stop(DEADLINE)
+    loop_thread.stop(DEADLINE)
     assert not loop_thread.running
     assert not thread.is_alive()
 
@@ -186,7 +165,7 @@ def test_the_loop_ref_wakes_nothing_once_stopped(loop_thread: LoopThread) -> Non
     ref = loop_thread.loop_ref
     assert ref is not None
     event = portal.call(ref.new_event)
-    loop_thread.stop(_DEADLINE)
+    loop_thread.stop(DEADLINE)
     assert ref.wake(event) is False
 
 
@@ -194,7 +173,7 @@ def test_restart_after_stop_gives_a_fresh_working_loop(loop_thread: LoopThread) 
     first = loop_thread.start()
     first_thread = first.call(threading.current_thread)
     first_ref = loop_thread.loop_ref
-    loop_thread.stop(_DEADLINE)
+    loop_thread.stop(DEADLINE)
     second = loop_thread.start()
     assert second is not first
     assert loop_thread.running
@@ -217,7 +196,7 @@ def test_stop_from_the_loops_own_thread_ends_the_loop(backend: str) -> None:
     finally:
         if thread.is_alive():  # clean up the orphan through the portal we kept
             portal.call(portal.stop, True)
-            thread.join(_DEADLINE)
+            thread.join(DEADLINE)
 
 
 # -- fork and interpreter exit ------------------------------------------------------------------

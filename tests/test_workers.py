@@ -20,29 +20,9 @@ import pytest
 import trio
 
 from bridge.workers import AnyioWorkers, AsyncioWorkers, DaemonPool, Ready, Workers, is_cancellation
-
-_DEADLINE = 5.0
-_SHARED_POOLS = ("Trio thread", "AnyIO worker thread")
+from tests.thread_leaks import DEADLINE, no_thread_leaks  # noqa: F401 - autouse fixture
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(autouse=True)
-def no_thread_leaks() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-
-    def left() -> list[threading.Thread]:
-        return [
-            t
-            for t in threading.enumerate()
-            if t not in before and t.is_alive() and not t.name.startswith(_SHARED_POOLS)
-        ]
-
-    deadline = time.monotonic() + _DEADLINE
-    while left() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not left(), f"threads left behind: {left()}"
 
 
 def make_workers(max_threads: int) -> Workers:
@@ -58,7 +38,7 @@ def make_workers(max_threads: int) -> Workers:
 
 
 def wait_until(condition: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + _DEADLINE
+    deadline = time.monotonic() + DEADLINE
     while not condition() and time.monotonic() < deadline:
         time.sleep(0.005)
     return condition()
@@ -84,7 +64,7 @@ async def test_run_returns_the_result_from_a_worker_thread() -> None:
         seen.append(threading.current_thread())
         return 42
 
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         assert await workers.run(job) == 42
     (thread,) = seen
     assert thread is not loop_thread
@@ -99,7 +79,7 @@ async def test_run_raises_the_functions_error() -> None:
     def job() -> None:
         raise Boom("from the worker")
 
-    with anyio.fail_after(_DEADLINE), pytest.raises(Boom, match="from the worker"):
+    with anyio.fail_after(DEADLINE), pytest.raises(Boom, match="from the worker"):
         await workers.run(job)
 
 
@@ -108,7 +88,7 @@ async def test_run_never_uses_more_threads_than_max_threads() -> None:
     running = 0
     most = 0
     guard = threading.Lock()
-    both_in = threading.Barrier(2, timeout=_DEADLINE)
+    both_in = threading.Barrier(2, timeout=DEADLINE)
 
     def job() -> None:
         nonlocal running, most
@@ -119,7 +99,7 @@ async def test_run_never_uses_more_threads_than_max_threads() -> None:
         with guard:
             running -= 1
 
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         async with anyio.create_task_group() as tg:
             for _ in range(6):
                 tg.start_soon(workers.run, job)
@@ -137,20 +117,20 @@ async def test_run_until_ready_returns_the_first_ready_value_while_func_goes_on(
     def job(ready: Ready[str]) -> str:
         ready("early")
         ready("ignored")  # only the first value counts
-        assert go.wait(_DEADLINE)
+        assert go.wait(DEADLINE)
         finished.set()
         return "late"
 
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         assert await workers.run_until_ready(job) == "early"
     assert not finished.is_set()  # func still waits in its thread
     go.set()
-    assert finished.wait(_DEADLINE)
+    assert finished.wait(DEADLINE)
 
 
 async def test_run_until_ready_returns_what_func_returns_if_it_never_calls_ready() -> None:
     workers = make_workers(2)
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         assert await workers.run_until_ready(lambda ready: "returned") == "returned"
 
 
@@ -160,7 +140,7 @@ async def test_run_until_ready_raises_an_error_from_before_ready() -> None:
     def job(ready: Ready[str]) -> str:
         raise Boom("before ready")
 
-    with anyio.fail_after(_DEADLINE), pytest.raises(Boom, match="before ready"):
+    with anyio.fail_after(DEADLINE), pytest.raises(Boom, match="before ready"):
         await workers.run_until_ready(job)
 
 
@@ -198,13 +178,13 @@ async def test_an_error_after_ready_is_logged_not_raised_to_the_caller(worker_lo
 
     def job(ready: Ready[str]) -> str:
         ready("streaming")
-        assert go.wait(_DEADLINE)
+        assert go.wait(DEADLINE)
         raise Boom("after ready")
 
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         assert await workers.run_until_ready(job) == "streaming"
     go.set()
-    assert worker_log.arrived.wait(_DEADLINE), "the late error was not logged"
+    assert worker_log.arrived.wait(DEADLINE), "the late error was not logged"
     assert [str(e) for e in worker_log.errors] == ["after ready"]
 
 
@@ -215,12 +195,12 @@ async def test_cancelled_while_waiting_for_a_thread_it_never_runs() -> None:
 
     def hold_the_thread(ready: Ready[None]) -> None:
         ready(None)
-        assert release.wait(_DEADLINE)
+        assert release.wait(DEADLINE)
 
     def never(ready: Ready[None]) -> None:
         ran.set()
 
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         await workers.run_until_ready(hold_the_thread)  # the only thread is now busy
         # No thread can take it before release: the cancellation comes first, surely.
         with anyio.move_on_after(0.05) as scope:
@@ -240,16 +220,16 @@ async def test_once_a_thread_has_it_it_runs_on_after_cancellation() -> None:
 
     def job(ready: Ready[None]) -> None:
         started.set()
-        assert go.wait(_DEADLINE)
+        assert go.wait(DEADLINE)
         finished.set()
 
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         async with anyio.create_task_group() as tg:
             tg.start_soon(workers.run_until_ready, job)
-            assert await in_thread(lambda: started.wait(_DEADLINE))
+            assert await in_thread(lambda: started.wait(DEADLINE))
             tg.cancel_scope.cancel()
     go.set()
-    assert finished.wait(_DEADLINE), "the running call was stopped"
+    assert finished.wait(DEADLINE), "the running call was stopped"
 
 
 # -- from a worker back to the loop -------------------------------------------------------------
@@ -265,7 +245,7 @@ async def test_wait_loop_runs_a_coroutine_on_the_loop_from_a_worker() -> None:
         await anyio.sleep(0)
         return x * 2
 
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         assert await workers.run(lambda: workers.wait_loop(double, 21)) == 42
     assert on == [loop_thread]
 
@@ -283,7 +263,7 @@ async def test_wait_loop_raises_the_coroutines_error_in_the_worker() -> None:
             return f"caught {exc}"
         return "not raised"
 
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         assert await workers.run(job) == "caught on the loop"
 
 
@@ -297,9 +277,9 @@ async def test_call_loop_gives_a_future_on_asyncio_and_none_elsewhere() -> None:
         future = workers.call_loop(answer, 41)
         if future is None:
             return None
-        return future.result(_DEADLINE)
+        return future.result(DEADLINE)
 
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         outcome = await workers.run(job)
     assert outcome == (42 if isinstance(workers, AsyncioWorkers) else None)
 
@@ -320,10 +300,10 @@ async def test_cancelled_tells_a_worker_its_caller_was_cancelled(worker_kind: st
             seen.append(True)
         # AsyncioWorkers: nothing to wait for; the call just ends.
 
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         async with anyio.create_task_group() as tg:
             tg.start_soon(workers.run, job)
-            assert await in_thread(lambda: started.wait(_DEADLINE))
+            assert await in_thread(lambda: started.wait(DEADLINE))
             tg.cancel_scope.cancel()
     if isinstance(workers, AnyioWorkers):
         assert seen == [False, True]
@@ -346,7 +326,7 @@ async def test_spawn_runs_a_task_of_its_own_that_the_returned_function_cancels()
         finally:
             cleaned_up.set()
 
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         cancel = workers.spawn(forever)
         await started.wait()  # it runs without anyone awaiting it
         cancel()
@@ -373,7 +353,7 @@ async def test_loop_ref_is_made_on_the_loop() -> None:
     assert workers.loop_ref.thread == threading.get_ident()
     event = workers.loop_ref.new_event()
     assert await workers.run(lambda: workers.loop_ref.wake(event)) is True
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         await event.wait()
 
 
@@ -387,7 +367,7 @@ def test_asyncio_threads_leave_when_their_loop_is_closed() -> None:
 
     async def main() -> None:
         workers = AsyncioWorkers(4)
-        both_in = threading.Barrier(4, timeout=_DEADLINE)
+        both_in = threading.Barrier(4, timeout=DEADLINE)
         await asyncio.gather(*(workers.run(both_in.wait) for _ in range(4)))
         assert workers.pool.threads == 4
 
@@ -402,7 +382,7 @@ def test_asyncio_threads_leave_when_their_loop_is_closed() -> None:
 
 def test_pool_threads_are_daemons_named_bridge_wsgi_worker() -> None:
     pool = DaemonPool(2, idle_exit=0.05, poll=0.01)
-    thread = pool.submit(threading.current_thread).result(_DEADLINE)
+    thread = pool.submit(threading.current_thread).result(DEADLINE)
     assert thread.name == "bridge-wsgi-worker"
     assert thread.daemon
     assert thread is not threading.current_thread()
@@ -423,16 +403,16 @@ def test_pool_never_has_more_threads_than_its_size() -> None:
             most = max(most, running)
             if running == 3:
                 full.set()
-        assert release.wait(_DEADLINE)
+        assert release.wait(DEADLINE)
         with guard:
             running -= 1
 
     futures = [pool.submit(job) for _ in range(10)]
-    assert full.wait(_DEADLINE)  # three calls run at once, seven wait
+    assert full.wait(DEADLINE)  # three calls run at once, seven wait
     assert pool.threads == 3
     release.set()
     for future in futures:
-        future.result(_DEADLINE)
+        future.result(DEADLINE)
     assert most == 3
     assert wait_until(lambda: pool.threads == 0)
 
@@ -442,7 +422,7 @@ def test_one_thread_runs_calls_in_the_order_submitted() -> None:
     order: list[int] = []
     futures = [pool.submit(lambda i=i: order.append(i)) for i in range(50)]  # type: ignore[misc]
     for future in futures:
-        future.result(_DEADLINE)
+        future.result(DEADLINE)
     assert order == list(range(50))
 
 
@@ -452,9 +432,9 @@ def test_submit_carries_the_result_or_the_error() -> None:
     def fail() -> None:
         raise Boom("in the pool")
 
-    assert pool.submit(lambda: "fine").result(_DEADLINE) == "fine"
+    assert pool.submit(lambda: "fine").result(DEADLINE) == "fine"
     with pytest.raises(Boom, match="in the pool"):
-        pool.submit(fail).result(_DEADLINE)
+        pool.submit(fail).result(DEADLINE)
 
 
 def test_start_logs_an_escaping_error_and_the_thread_serves_on(worker_log: Recorded) -> None:
@@ -466,9 +446,9 @@ def test_start_logs_an_escaping_error_and_the_thread_serves_on(worker_log: Recor
         raise Boom("escaped")
 
     pool.start(fail)
-    assert worker_log.arrived.wait(_DEADLINE)
+    assert worker_log.arrived.wait(DEADLINE)
     assert [str(e) for e in worker_log.errors] == ["escaped"]
-    threads.append(pool.submit(threading.current_thread).result(_DEADLINE))
+    threads.append(pool.submit(threading.current_thread).result(DEADLINE))
     assert threads[0] is threads[1], "the error cost the pool its thread"
 
 
@@ -476,12 +456,12 @@ def test_a_cancelled_future_never_runs() -> None:
     pool = DaemonPool(1, idle_exit=0.05, poll=0.01)
     release = threading.Event()
     ran = threading.Event()
-    busy = pool.submit(lambda: release.wait(_DEADLINE))
+    busy = pool.submit(lambda: release.wait(DEADLINE))
     queued = pool.submit(ran.set)
     assert queued.cancel()
     release.set()
-    assert busy.result(_DEADLINE)
-    assert pool.submit(lambda: "next").result(_DEADLINE) == "next"
+    assert busy.result(DEADLINE)
+    assert pool.submit(lambda: "next").result(DEADLINE) == "next"
     assert queued.cancelled()
     assert not ran.is_set()
 
@@ -489,16 +469,16 @@ def test_a_cancelled_future_never_runs() -> None:
 def test_threads_leave_once_ended_says_the_owner_is_gone() -> None:
     gone = threading.Event()
     pool = DaemonPool(2, ended=gone.is_set, idle_exit=60.0, poll=0.01)
-    both_in = threading.Barrier(2, timeout=_DEADLINE)
+    both_in = threading.Barrier(2, timeout=DEADLINE)
     for future in [pool.submit(both_in.wait) for _ in range(2)]:
-        future.result(_DEADLINE)
+        future.result(DEADLINE)
     threads = {t for t in threading.enumerate() if t.name == "bridge-wsgi-worker"}
     assert pool.threads == 2
     assert not wait_for_timeout(lambda: pool.threads == 0, 0.1)  # 60 s idle_exit: they stay
     gone.set()
     assert wait_until(lambda: pool.threads == 0)
     for thread in threads:
-        thread.join(_DEADLINE)
+        thread.join(DEADLINE)
 
 
 def wait_for_timeout(condition: Callable[[], bool], timeout: float) -> bool:
@@ -510,9 +490,9 @@ def wait_for_timeout(condition: Callable[[], bool], timeout: float) -> bool:
 
 def test_idle_threads_leave_and_the_pool_serves_again() -> None:
     pool = DaemonPool(2, idle_exit=0.05, poll=0.01)
-    assert pool.submit(lambda: 1).result(_DEADLINE) == 1
+    assert pool.submit(lambda: 1).result(DEADLINE) == 1
     assert wait_until(lambda: pool.threads == 0)
-    assert pool.submit(lambda: 2).result(_DEADLINE) == 2
+    assert pool.submit(lambda: 2).result(DEADLINE) == 2
 
 
 def test_a_stuck_call_does_not_hold_up_interpreter_exit() -> None:

@@ -22,7 +22,7 @@ from .apps.lifecycle import CHUNK, download_chunk
 from .rawhttp import read_head, request_bytes
 from .servers import Server, serve
 
-APP = "tests.integration.apps.lifecycle:asgi"
+APP = "tests.integration_wsgi_apps.apps.lifecycle:asgi"
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -64,7 +64,9 @@ def test_7a_concurrent_sleeping_requests(server: Server) -> None:
 @pytest.fixture(scope="module")
 def asgiref_server(request: pytest.FixtureRequest) -> Server:
     # asgiref's adapter does not speak lifespan.
-    return serve(request, "uvicorn", "tests.integration.apps.lifecycle:asgiref_asgi", lifespan="off")
+    return serve(
+        request, "uvicorn", "tests.integration_wsgi_apps.apps.lifecycle:asgiref_asgi", lifespan="off"
+    )
 
 
 def test_7a_asgiref_for_comparison(asgiref_server: Server) -> None:

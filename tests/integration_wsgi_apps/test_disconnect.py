@@ -25,7 +25,7 @@ from .helpers import CLOSE_WITHIN, drop, open_stream, status, wait_closed
 from .rawhttp import read_until, request_bytes
 from .servers import Server, stop_and_check_log
 
-APP = "tests.integration.apps.lifecycle:asgi_two_threads"
+APP = "tests.integration_wsgi_apps.apps.lifecycle:asgi_two_threads"
 # Leaving a stream is routine: the bridge must handle it without an error (and the
 # app's body raises if it is iterated after close()).
 FORBIDDEN_IN_LOG = ("Traceback", "Exception in ASGI application", "Error in ASGI Framework")

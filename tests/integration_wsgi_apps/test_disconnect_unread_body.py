@@ -25,7 +25,7 @@ from .helpers import CLOSE_WITHIN, drop, status
 from .rawhttp import read_until, request_bytes
 from .servers import Server, stop_and_check_log
 
-APP = "tests.integration.apps.lifecycle:asgi"
+APP = "tests.integration_wsgi_apps.apps.lifecycle:asgi"
 FORBIDDEN_IN_LOG = ("Exception in ASGI application", "Error in ASGI Framework")
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(40)]

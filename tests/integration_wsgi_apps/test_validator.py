@@ -18,7 +18,7 @@ from .helpers import pattern_bytes, wait_for_log
 from .rawhttp import ResponseReader, request_bytes
 from .servers import Server
 
-APP = "tests.integration.apps.validated:asgi"
+APP = "tests.integration_wsgi_apps.apps.validated:asgi"
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(45)]
 

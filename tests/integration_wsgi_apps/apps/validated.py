@@ -1,5 +1,5 @@
 """Small hand-written WSGI apps, each wrapped in ``wsgiref.validate.validator``:
-``tests.integration.apps.validated:asgi``.
+``tests.integration_wsgi_apps.apps.validated:asgi``.
 
 The validator checks the server side of PEP 3333 too (here: the bridge): the environ,
 ``wsgi.input``, ``wsgi.errors``, ``start_response``, ``write()``, and that the

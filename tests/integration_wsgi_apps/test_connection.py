@@ -13,7 +13,7 @@ import pytest
 from .rawhttp import ResponseReader, read_head, request_bytes
 from .servers import Server
 
-APP = "tests.integration.apps.flask_app:asgi"
+APP = "tests.integration_wsgi_apps.apps.flask_app:asgi"
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 

@@ -1,5 +1,5 @@
 """A Django app, configured in code, served through the bridge:
-``tests.integration.apps.django_app:asgi``.
+``tests.integration_wsgi_apps.apps.django_app:asgi``.
 
 No project directory and no database: sessions use the signed-cookie backend. A
 receiver on ``request_finished`` counts finished requests; Django sends that signal

@@ -15,8 +15,8 @@ from tests.servers import STARTUP_DEADLINE
 from .helpers import open_stream
 from .servers import SERVER_KINDS, launch, serve
 
-APP = "tests.integration.apps.lifecycle:asgi"
-APP_HOOKS = "tests.integration.apps.lifecycle:asgi_with_hooks"
+APP = "tests.integration_wsgi_apps.apps.lifecycle:asgi"
+APP_HOOKS = "tests.integration_wsgi_apps.apps.lifecycle:asgi_with_hooks"
 ERRORS = ("Traceback", "Exception in ASGI application", "Error in ASGI Framework")
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(45)]

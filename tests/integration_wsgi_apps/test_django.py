@@ -13,7 +13,7 @@ from tests.servers import wait_until
 from .helpers import pattern_bytes
 from .servers import Server
 
-APP = "tests.integration.apps.django_app:asgi"
+APP = "tests.integration_wsgi_apps.apps.django_app:asgi"
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(45)]
 

@@ -1,4 +1,4 @@
-"""A Flask app served through the bridge: ``tests.integration.apps.flask_app:asgi``."""
+"""A Flask app served through the bridge: ``tests.integration_wsgi_apps.apps.flask_app:asgi``."""
 
 from __future__ import annotations
 

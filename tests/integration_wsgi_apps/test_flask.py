@@ -12,7 +12,7 @@ import pytest
 from .helpers import pattern_bytes, repeated_chunks, wait_for_log
 from .servers import SERVER_KINDS, Server, serve
 
-APP = "tests.integration.apps.flask_app:asgi"
+APP = "tests.integration_wsgi_apps.apps.flask_app:asgi"
 FLASK_APP_FILE = Path(__file__).parent / "apps" / "flask_app.py"
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(45)]

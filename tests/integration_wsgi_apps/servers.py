@@ -2,7 +2,7 @@
 stops. The mechanics (process group, log, readiness, stop and kill) are ``tests/servers.py``.
 
 Every server runs as a subprocess on 127.0.0.1 in its own process group, serving an
-ASGI app from ``tests.integration.apps``. Readiness is polled with a deadline; the
+ASGI app from ``tests.integration_wsgi_apps.apps``. Readiness is polled with a deadline; the
 finalizer kills the whole process group and waits, whether or not the tests passed.
 """
 
