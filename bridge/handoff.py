@@ -20,9 +20,9 @@ direction uses it.
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 import time
-from collections import deque
 from typing import Any, Awaitable, Callable, Generic, Protocol, TypeVar
 
 __all__ = ["Closed", "Handoff", "LoopRef"]
@@ -88,13 +88,12 @@ class LoopRef:
 
 class Handoff(Generic[T]):
     """Items with sizes, from a producer to a consumer; at most ``limit`` bytes queued
-    (an item larger than the limit still passes, alone)."""
+    (an item larger than the limit still passes, alone). One thread at a time uses the
+    thread side."""
 
     __slots__ = (
-        "_closed",
-        "_cond",
         "_items",
-        "_loop",
+        "_lock",
         "_loop_event",
         "_loop_thread",
         "_loop_waiting",
@@ -102,7 +101,10 @@ class Handoff(Generic[T]):
         "_queued",
         "_refused",
         "_thread_waiting",
+        "_wakeup",
+        "closed",
         "limit",
+        "loop_ref",
     )
 
     def __init__(self, limit: int, loop: LoopRef | None = None) -> None:
@@ -110,43 +112,44 @@ class Handoff(Generic[T]):
         if loop is None:
             loop = LoopRef()
         self.limit = limit
-        self._items: deque[tuple[T, int]] = deque()
+        self._items: list[T] = []
         self._queued = 0
-        self._cond = threading.Condition(threading.Lock())
-        self._closed = False
+        self._lock = threading.Lock()
+        # The thread side sleeps on this queue and is woken by one put: a C queue, not a
+        # threading.Condition, whose wait and notify are Python code (a fifth of an ASGI
+        # to WSGI hello's cost, measured). At most one put per wait: whoever clears
+        # _thread_waiting under the lock puts, after releasing it (a put under the lock
+        # would wake the thread only to have it wait for the lock: a second wake-up).
+        self._wakeup: queue.SimpleQueue[None] = queue.SimpleQueue()
+        #: ``close()`` was called: nothing more will come (read it; do not set it).
+        self.closed = False
         self._refused = False
         self._thread_waiting = False
         self._loop_waiting = False
         self._loop_event: _Event | None = None
-        self._loop = loop
+        self.loop_ref = loop
         self._loop_thread = loop.thread
         self._new_event = loop.new_event
-
-    @property
-    def closed(self) -> bool:
-        """``close()`` was called: nothing more will come."""
-        return self._closed
-
-    @property
-    def loop_ref(self) -> LoopRef:
-        return self._loop
 
     # -- shared ------------------------------------------------------------------------
 
     def _take_all(self) -> list[T]:
-        """Under the lock: everything queued, and wake a producer that waits for room."""
-        items = [item for item, _ in self._items]
-        self._items.clear()
+        """Under the lock: everything queued (items leave all at once, so only their
+        total size is kept)."""
+        items = self._items
+        self._items = []
         self._queued = 0
         return items
 
     def close(self) -> None:
         """From either side: wake both; later puts raise Closed."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        with self._lock:
+            self.closed = True
+            wake, self._thread_waiting = self._thread_waiting, False
             event = self._loop_event if self._loop_waiting else None
             self._loop_waiting = False
+        if wake:
+            self._wakeup.put(None)
         if event is not None:
             self._signal_loop(event)
 
@@ -154,12 +157,14 @@ class Handoff(Generic[T]):
         """From the consumer's side: take nothing more. Returns what was queued, for
         the caller to dispose of; later puts raise Closed (a producer waiting for room
         is woken to find that), and a consumer's get still waits for ``close()``."""
-        with self._cond:
+        with self._lock:
             self._refused = True
             items = self._take_all()
-            self._cond.notify_all()
+            wake, self._thread_waiting = self._thread_waiting, False
             event = self._loop_event if self._loop_waiting else None
             self._loop_waiting = False
+        if wake:
+            self._wakeup.put(None)
         if event is not None:
             self._signal_loop(event)
         return items
@@ -169,46 +174,58 @@ class Handoff(Generic[T]):
         if threading.get_ident() == self._loop_thread:
             event.set()
         else:
-            self._loop.wake(event)
+            self.loop_ref.wake(event)
 
     def set_limit(self, limit: int) -> None:
         """Change the byte budget; a producer waiting for room re-checks at once."""
-        with self._cond:
+        with self._lock:
             self.limit = limit
-            self._cond.notify_all()
+            wake, self._thread_waiting = self._thread_waiting, False
             event = self._loop_event if self._loop_waiting else None
             self._loop_waiting = False
+        if wake:
+            self._wakeup.put(None)
         if event is not None:
             self._signal_loop(event)
+
+    def _wait_in_thread(self, timeout: float) -> None:
+        """Under the lock, in the thread: sleep until woken or ``timeout``; returns with
+        the lock held. A wake-up that comes just after a timeout is left in the queue
+        and ends the next wait early: every caller re-checks what it waits for."""
+        self._thread_waiting = True
+        self._lock.release()
+        try:
+            self._wakeup.get(timeout=timeout)
+        except queue.Empty:
+            pass
+        finally:
+            self._lock.acquire()
+            self._thread_waiting = False
 
     # -- thread side -------------------------------------------------------------------
 
     def put_in_thread(self, item: T, size: int, should_stop: Callable[[], bool] = lambda: False) -> None:
         """Queue an item; block while the queue is over its budget."""
-        with self._cond:
-            while self._queued and self._queued + size > self.limit and not (self._closed or self._refused):
-                self._thread_waiting = True
-                self._cond.wait(_THREAD_POLL)
-                self._thread_waiting = False
+        with self._lock:
+            while self._queued and self._queued + size > self.limit and not (self.closed or self._refused):
+                self._wait_in_thread(_THREAD_POLL)
                 if should_stop():
                     raise Closed("stopped while waiting for room")
-            if self._closed or self._refused:
+            if self.closed or self._refused:
                 raise Closed("the hand-off is closed")
-            self._items.append((item, size))
+            self._items.append(item)
             self._queued += size
             event = self._loop_event if self._loop_waiting else None
             self._loop_waiting = False
-        if event is not None and not self._loop.wake(event):
+        if event is not None and not self.loop_ref.wake(event):
             self.close()
             raise Closed("the event loop has ended: nobody will take the item")
 
     def wait_taken_in_thread(self, should_stop: Callable[[], bool] = lambda: False) -> None:
         """Block until the consumer has taken everything queued (or it is closed)."""
-        with self._cond:
-            while self._items and not self._closed:
-                self._thread_waiting = True
-                self._cond.wait(_THREAD_POLL)
-                self._thread_waiting = False
+        with self._lock:
+            while self._items and not self.closed:
+                self._wait_in_thread(_THREAD_POLL)
                 if self._items and should_stop():
                     raise Closed("stopped while waiting for the consumer")
 
@@ -218,26 +235,24 @@ class Handoff(Generic[T]):
         """Take everything queued; block while nothing is. Raises Closed once closed
         and empty, or when ``should_stop()`` says so while waiting; returns nothing
         once ``timeout`` seconds have passed, if given."""
-        with self._cond:
+        with self._lock:
             deadline = None if timeout is None else time.monotonic() + timeout
             while not self._items:
-                if self._closed:
+                if self.closed:
                     raise Closed("the hand-off is closed")
                 wait = _THREAD_POLL
                 if deadline is not None:
                     wait = min(wait, deadline - time.monotonic())
                     if wait <= 0:
                         return []
-                self._thread_waiting = True
-                self._cond.wait(wait)
-                self._thread_waiting = False
+                self._wait_in_thread(wait)
                 if not self._items and should_stop():
                     raise Closed("stopped while waiting for data")
             items = self._take_all()
             event = self._loop_event if self._loop_waiting else None
             self._loop_waiting = False
         if event is not None:
-            self._loop.wake(event)  # a loop producer waiting for room
+            self.loop_ref.wake(event)  # a loop producer waiting for room
         return items
 
     # -- loop side ---------------------------------------------------------------------
@@ -246,41 +261,51 @@ class Handoff(Generic[T]):
         """Queue items now, whatever the budget, counting nothing against it (for the
         few that must never wait: a status, an end, an error, a request to the
         thread); from the loop's thread. One wake-up for all of them."""
-        with self._cond:
-            if self._closed or self._refused:
+        with self._lock:
+            if self.closed or self._refused:
                 raise Closed("the hand-off is closed")
-            self._items.extend((item, 0) for item in items)
-            if self._thread_waiting:
-                self._cond.notify()
+            self._items.extend(items)
+            wake, self._thread_waiting = self._thread_waiting, False
+        if wake:
+            self._wakeup.put(None)
 
     async def put_in_loop(self, item: T, size: int) -> None:
         """Queue an item; wait while the queue is over its budget."""
         while True:
-            with self._cond:
-                if self._closed or self._refused:
+            with self._lock:
+                if self.closed or self._refused:
                     raise Closed("the hand-off is closed")
                 if not self._queued or self._queued + size <= self.limit:
-                    self._items.append((item, size))
+                    self._items.append(item)
                     self._queued += size
-                    if self._thread_waiting:
-                        self._cond.notify()
-                    return
-                event = self._loop_event = self._new_event()
-                self._loop_waiting = True
+                    wake, self._thread_waiting = self._thread_waiting, False
+                    event = None
+                else:
+                    event = self._loop_event = self._new_event()
+                    self._loop_waiting = True
+            if event is None:
+                if wake:
+                    self._wakeup.put(None)
+                return
             await event.wait()
 
     async def get_in_loop(self) -> list[T]:
         """Take everything queued; wait while nothing is. Raises Closed once closed
         and empty."""
         while True:
-            with self._cond:
+            with self._lock:
                 if self._items:
                     items = self._take_all()
-                    if self._thread_waiting:
-                        self._cond.notify()
-                    return items
-                if self._closed:
-                    raise Closed("the hand-off is closed")
-                event = self._loop_event = self._new_event()
-                self._loop_waiting = True
-            await event.wait()
+                    wake, self._thread_waiting = self._thread_waiting, False
+                else:
+                    if self.closed:
+                        raise Closed("the hand-off is closed")
+                    event = self._loop_event = self._new_event()
+                    self._loop_waiting = True
+                    items = None
+            if items is None:
+                await event.wait()
+                continue
+            if wake:
+                self._wakeup.put(None)  # a thread producer waiting for room
+            return items

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import queue
 import threading
 import time
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, TypeVar
 
 import anyio
 import pytest
@@ -20,33 +21,12 @@ from hypothesis import strategies as st
 
 import bridge.handoff
 from bridge.handoff import Closed, Handoff, LoopRef
+from tests.thread_leaks import DEADLINE, no_thread_leaks  # noqa: F401 - autouse fixture
 
 T = TypeVar("T")
 
-_DEADLINE = 5.0
-# Library thread pools shared by every test (trio's thread cache, anyio's workers on
-# asyncio): their idle threads are theirs to reap, not leaks of the code under test.
-_SHARED_POOLS = ("Trio thread", "AnyIO worker thread")
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(autouse=True)
-def no_thread_leaks() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-
-    def left() -> list[threading.Thread]:
-        return [
-            t
-            for t in threading.enumerate()
-            if t not in before and t.is_alive() and not t.name.startswith(_SHARED_POOLS)
-        ]
-
-    deadline = time.monotonic() + _DEADLINE
-    while left() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not left(), f"threads left behind: {left()}"
 
 
 @pytest.fixture
@@ -90,7 +70,7 @@ class Worker:
             self.done.set()
 
     def join(self) -> None:
-        self.thread.join(_DEADLINE)
+        self.thread.join(DEADLINE)
         assert not self.thread.is_alive(), "the worker thread is stuck"
 
 
@@ -126,7 +106,7 @@ async def test_a_waiting_loop_consumer_gets_what_a_thread_puts_later() -> None:
     async def consume() -> None:
         got.append(await handoff.get_in_loop())
 
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         async with anyio.create_task_group() as tg:
             tg.start_soon(consume)
             await anyio.wait_all_tasks_blocked()
@@ -140,7 +120,7 @@ async def test_a_cancelled_loop_get_loses_nothing() -> None:
         await handoff.get_in_loop()
     assert scope.cancelled_caught
     await in_thread(lambda: handoff.put_in_thread("after", 5))
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         assert await handoff.get_in_loop() == ["after"]
 
 
@@ -153,7 +133,7 @@ async def test_a_thread_producer_blocks_while_over_budget_until_the_loop_takes(s
     second = Worker(lambda: handoff.put_in_thread("second", 6))
     assert not second.done.wait(0.1), "6 + 6 bytes went past a 10-byte budget"
     assert await handoff.get_in_loop() == ["first"]
-    assert second.done.wait(_DEADLINE), "taking the queue did not wake the producer"
+    assert second.done.wait(DEADLINE), "taking the queue did not wake the producer"
     second.join()
     assert second.error is None
     assert await handoff.get_in_loop() == ["second"]
@@ -168,7 +148,7 @@ async def test_a_loop_producer_waits_while_over_budget_until_the_thread_takes() 
         await handoff.put_in_loop("second", 6)
         put_done.set()
 
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         async with anyio.create_task_group() as tg:
             tg.start_soon(put_second)
             await anyio.wait_all_tasks_blocked()
@@ -180,7 +160,7 @@ async def test_a_loop_producer_waits_while_over_budget_until_the_thread_takes() 
 
 async def test_items_that_fit_the_budget_together_do_not_wait() -> None:
     handoff: Handoff[int] = Handoff(10)
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         for i in range(5):
             await handoff.put_in_loop(i, 2)  # exactly 10 bytes
     assert await in_thread(handoff.get_in_thread) == [0, 1, 2, 3, 4]
@@ -192,16 +172,16 @@ async def test_an_item_larger_than_the_budget_passes_alone(slow_poll: None) -> N
     small = Worker(lambda: handoff.put_in_thread("small", 1))
     assert not small.done.wait(0.1), "an item joined an oversized one"
     assert await handoff.get_in_loop() == ["huge"]
-    assert small.done.wait(_DEADLINE)
+    assert small.done.wait(DEADLINE)
     small.join()
     assert await handoff.get_in_loop() == ["small"]
 
 
 async def test_an_oversized_item_from_the_loop_passes_alone() -> None:
     handoff: Handoff[str] = Handoff(10)
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         await handoff.put_in_loop("huge", 25)
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         async with anyio.create_task_group() as tg:
             tg.start_soon(handoff.put_in_loop, "small", 1)
             await anyio.wait_all_tasks_blocked()
@@ -215,7 +195,7 @@ async def test_set_limit_lets_a_waiting_thread_producer_in_at_once(slow_poll: No
     second = Worker(lambda: handoff.put_in_thread("second", 6))
     assert not second.done.wait(0.1)
     handoff.set_limit(20)
-    assert second.done.wait(_DEADLINE), "set_limit did not wake the waiting producer"
+    assert second.done.wait(DEADLINE), "set_limit did not wake the waiting producer"
     second.join()
     assert handoff.limit == 20
     assert await handoff.get_in_loop() == ["first", "second"]
@@ -224,7 +204,7 @@ async def test_set_limit_lets_a_waiting_thread_producer_in_at_once(slow_poll: No
 async def test_set_limit_from_a_thread_lets_a_waiting_loop_producer_in() -> None:
     handoff: Handoff[str] = Handoff(10)
     await handoff.put_in_loop("first", 6)
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         async with anyio.create_task_group() as tg:
             tg.start_soon(handoff.put_in_loop, "second", 6)
             await anyio.wait_all_tasks_blocked()
@@ -235,7 +215,8 @@ async def test_set_limit_from_a_thread_lets_a_waiting_loop_producer_in() -> None
 # -- closing --------------------------------------------------------------------------------
 
 
-async def test_close_from_a_thread_wakes_a_waiting_loop_consumer() -> None:
+@pytest.mark.parametrize("closer", ["thread", "loop task"])
+async def test_close_wakes_a_waiting_loop_consumer(closer: str) -> None:
     handoff: Handoff[str] = Handoff(10)
     outcome: list[str] = []
 
@@ -245,31 +226,16 @@ async def test_close_from_a_thread_wakes_a_waiting_loop_consumer() -> None:
         except Closed:
             outcome.append("closed")
 
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         async with anyio.create_task_group() as tg:
             tg.start_soon(consume)
             await anyio.wait_all_tasks_blocked()
-            await in_thread(handoff.close)
+            if closer == "thread":
+                await in_thread(handoff.close)
+            else:
+                handoff.close()
     assert outcome == ["closed"]
     assert handoff.closed
-
-
-async def test_close_on_the_loop_wakes_a_waiting_loop_task() -> None:
-    handoff: Handoff[str] = Handoff(10)
-    outcome: list[str] = []
-
-    async def consume() -> None:
-        try:
-            await handoff.get_in_loop()
-        except Closed:
-            outcome.append("closed")
-
-    with anyio.fail_after(_DEADLINE):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(consume)
-            await anyio.wait_all_tasks_blocked()
-            handoff.close()
-    assert outcome == ["closed"]
 
 
 async def test_close_wakes_a_waiting_thread_consumer(slow_poll: None) -> None:
@@ -277,7 +243,7 @@ async def test_close_wakes_a_waiting_thread_consumer(slow_poll: None) -> None:
     consumer = Worker(handoff.get_in_thread)
     assert not consumer.done.wait(0.1)
     handoff.close()
-    assert consumer.done.wait(_DEADLINE), "close did not wake the consumer"
+    assert consumer.done.wait(DEADLINE), "close did not wake the consumer"
     consumer.join()
     assert isinstance(consumer.error, Closed)
 
@@ -294,13 +260,13 @@ async def test_close_wakes_waiting_producers_on_both_sides(slow_poll: None) -> N
         except Closed as exc:
             loop_outcome.append(exc)
 
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         async with anyio.create_task_group() as tg:
             tg.start_soon(loop_producer)
             await anyio.wait_all_tasks_blocked()
             assert not thread_producer.done.wait(0.1)
             await in_thread(handoff.close)
-    assert thread_producer.done.wait(_DEADLINE)
+    assert thread_producer.done.wait(DEADLINE)
     thread_producer.join()
     assert isinstance(thread_producer.error, Closed)
     assert len(loop_outcome) == 1
@@ -350,7 +316,7 @@ class StopAfter:
 async def test_should_stop_ends_a_thread_consumers_wait_and_false_keeps_it_waiting() -> None:
     handoff: Handoff[str] = Handoff(10)
     stop = StopAfter(2)
-    with anyio.fail_after(_DEADLINE), pytest.raises(Closed, match="stopped"):
+    with anyio.fail_after(DEADLINE), pytest.raises(Closed, match="stopped"):
         await in_thread(lambda: handoff.get_in_thread(should_stop=stop))
     assert stop.calls == 2  # asked every poll; the first False kept it waiting
 
@@ -359,7 +325,7 @@ async def test_should_stop_ends_a_thread_consumers_wait_and_false_keeps_it_waiti
 async def test_should_stop_ends_a_thread_producers_wait_for_room() -> None:
     handoff: Handoff[str] = Handoff(10)
     handoff.put_in_thread("first", 10)
-    with anyio.fail_after(_DEADLINE), pytest.raises(Closed, match="stopped"):
+    with anyio.fail_after(DEADLINE), pytest.raises(Closed, match="stopped"):
         await in_thread(lambda: handoff.put_in_thread("second", 1, should_stop=StopAfter(1)))
     assert await handoff.get_in_loop() == ["first"]  # the refused item was not queued
 
@@ -368,7 +334,7 @@ async def test_should_stop_ends_a_thread_producers_wait_for_room() -> None:
 async def test_should_stop_ends_wait_taken_in_thread() -> None:
     handoff: Handoff[str] = Handoff(10)
     handoff.put_in_thread("never taken", 1)
-    with anyio.fail_after(_DEADLINE), pytest.raises(Closed, match="stopped"):
+    with anyio.fail_after(DEADLINE), pytest.raises(Closed, match="stopped"):
         await in_thread(lambda: handoff.wait_taken_in_thread(should_stop=StopAfter(1)))
 
 
@@ -389,7 +355,7 @@ async def test_wait_taken_in_thread_returns_once_the_loop_took_everything(slow_p
     assert not producer.done.wait(0.1), "returned while items were still queued"
     order.append("get")
     got = await handoff.get_in_loop()
-    assert producer.done.wait(_DEADLINE), "taking the queue did not wake wait_taken_in_thread"
+    assert producer.done.wait(DEADLINE), "taking the queue did not wake wait_taken_in_thread"
     producer.join()
     assert producer.error is None
     assert got == ["a", "b"]
@@ -398,13 +364,13 @@ async def test_wait_taken_in_thread_returns_once_the_loop_took_everything(slow_p
 
 async def test_wait_taken_in_thread_returns_at_once_when_empty_or_closed(slow_poll: None) -> None:
     handoff: Handoff[str] = Handoff(100)
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         await in_thread(handoff.wait_taken_in_thread)
     await handoff.put_in_loop("x", 1)
     waiter = Worker(handoff.wait_taken_in_thread)
     assert not waiter.done.wait(0.1)
     handoff.close()
-    assert waiter.done.wait(_DEADLINE), "close did not wake wait_taken_in_thread"
+    assert waiter.done.wait(DEADLINE), "close did not wake wait_taken_in_thread"
     waiter.join()
     assert waiter.error is None
 
@@ -449,13 +415,13 @@ async def test_a_handoff_made_in_a_worker_with_the_loops_ref_wakes_the_loop() ->
         handoff: Handoff[str] = Handoff(100, ref)
         made.append(handoff)
         ready.set()
-        assert go.wait(_DEADLINE)
+        assert go.wait(DEADLINE)
         handoff.put_in_thread("from a worker", 1)
 
     producer = Worker(worker)
     got: list[list[str]] = []
-    with anyio.fail_after(_DEADLINE):
-        assert await in_thread(lambda: ready.wait(_DEADLINE))
+    with anyio.fail_after(DEADLINE):
+        assert await in_thread(lambda: ready.wait(DEADLINE))
 
         async def consume() -> None:
             got.append(await made[0].get_in_loop())
@@ -511,7 +477,7 @@ async def test_one_wake_up_per_time_the_loop_consumer_waits(monkeypatch: pytest.
     async def consume() -> None:
         got.append(await handoff.get_in_loop())
 
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         for i in range(5):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(consume)
@@ -537,7 +503,7 @@ async def test_a_loop_producer_waiting_for_room_is_woken_once_by_a_thread_get(
     assert await in_thread(handoff.get_in_thread) == ["first"]
     assert wakes.count == 0  # the producer was not waiting
     await handoff.put_in_loop("second", 10)
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         async with anyio.create_task_group() as tg:
             tg.start_soon(handoff.put_in_loop, "third", 10)
             await anyio.wait_all_tasks_blocked()
@@ -556,7 +522,7 @@ async def test_loop_ref_wake_from_another_thread_sets_the_event() -> None:
     assert isinstance(event, expected)
     woke = await in_thread(lambda: ref.wake(event))
     assert woke is True
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         await event.wait()
 
 
@@ -581,37 +547,37 @@ def test_loop_ref_outside_any_loop_raises() -> None:
 # -- the consumer refuses: refuse() -------------------------------------------------------------
 
 
-class CountingCondition(threading.Condition):
-    """A hand-off's condition that counts its notify() calls (notify_all() goes through
-    notify()) and tells when a thread has started to wait on it."""
+class CountingWakeup(queue.SimpleQueue[None]):
+    """A hand-off's wake-up queue (the thread side sleeps on it) that counts the
+    wake-ups put in it and tells when a thread has started to wait on it."""
 
     def __init__(self) -> None:
-        super().__init__(threading.Lock())
-        self.notifies = 0
+        super().__init__()
+        self.wakes = 0
         self.waiting = threading.Event()
 
-    def notify(self, n: int = 1) -> None:
-        self.notifies += 1
-        super().notify(n)
+    def put(self, item: None, block: bool = True, timeout: float | None = None) -> None:
+        self.wakes += 1
+        super().put(item, block, timeout)
 
-    def wait(self, timeout: float | None = None) -> bool:
-        self.waiting.set()  # under the lock, which wait() releases only once waiting
-        return super().wait(timeout)
-
-
-def counting_condition(handoff: Handoff[Any]) -> CountingCondition:
-    """Install a CountingCondition in a fresh hand-off (before any thread uses it)."""
-    cond = CountingCondition()
-    handoff._cond = cond
-    return cond
+    def get(self, block: bool = True, timeout: float | None = None) -> None:
+        self.waiting.set()  # the hand-off's lock is released by now: a waker may come
+        return super().get(block, timeout)
 
 
-def wait_until_waiting(handoff: Handoff[Any], cond: CountingCondition) -> None:
-    """Return once a thread is inside the hand-off's condition wait: it set ``waiting``
-    under the lock, and taking the lock here proves it has released it to wait."""
-    assert cond.waiting.wait(_DEADLINE), "the thread never waited"
-    with handoff._cond:
-        pass
+def counting_wakeup(handoff: Handoff[Any]) -> CountingWakeup:
+    """Install a CountingWakeup in a fresh hand-off (before any thread uses it)."""
+    wakeup = CountingWakeup()
+    handoff._wakeup = wakeup
+    return wakeup
+
+
+def wait_until_waiting(handoff: Handoff[Any], wakeup: CountingWakeup) -> None:
+    """Return once a thread waits in the hand-off: it said so under the lock, and
+    released the lock before it started to wait on ``wakeup``."""
+    assert wakeup.waiting.wait(DEADLINE), "the thread never waited"
+    with handoff._lock:
+        assert handoff._thread_waiting, "the thread stopped waiting on its own"
 
 
 async def test_refuse_returns_what_was_queued_in_order_and_empties_it() -> None:
@@ -622,7 +588,7 @@ async def test_refuse_returns_what_was_queued_in_order_and_empties_it() -> None:
     assert handoff.refuse() == ["a", "b", "c", "d"]
     assert handoff.refuse() == []  # nothing is left, and nothing more comes
     assert not handoff.closed  # refusing is not closing
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         assert await in_thread(lambda: handoff.get_in_thread(timeout=0.02)) == []
 
     other: Handoff[str] = Handoff(100)
@@ -667,7 +633,7 @@ async def test_refuse_wakes_a_loop_producer_waiting_for_room(
         except Closed as exc:
             outcome.append(exc)
 
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         async with anyio.create_task_group() as tg:
             tg.start_soon(put_second)
             await anyio.wait_all_tasks_blocked()
@@ -685,13 +651,13 @@ async def test_refuse_wakes_a_loop_producer_waiting_for_room(
 
 async def test_refuse_on_the_loop_wakes_a_thread_producer_waiting_for_room(slow_poll: None) -> None:
     handoff: Handoff[str] = Handoff(10)
-    cond = counting_condition(handoff)
+    wakeup = counting_wakeup(handoff)
     await in_thread(lambda: handoff.put_in_thread("first", 10))
     second = Worker(lambda: handoff.put_in_thread("second", 5))
-    wait_until_waiting(handoff, cond)
+    wait_until_waiting(handoff, wakeup)
     assert not second.done.is_set()
     assert handoff.refuse() == ["first"]
-    assert second.done.wait(_DEADLINE), "refuse did not wake the producer waiting for room"
+    assert second.done.wait(DEADLINE), "refuse did not wake the producer waiting for room"
     second.join()
     assert isinstance(second.error, Closed)
     assert handoff.refuse() == []  # "second" was never queued
@@ -699,17 +665,17 @@ async def test_refuse_on_the_loop_wakes_a_thread_producer_waiting_for_room(slow_
 
 async def test_after_refuse_a_thread_consumer_waits_for_close(slow_poll: None) -> None:
     handoff: Handoff[str] = Handoff(100)
-    cond = counting_condition(handoff)
+    wakeup = counting_wakeup(handoff)
     await handoff.put_in_loop("queued", 1)
     assert await in_thread(handoff.refuse) == ["queued"]
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         assert await in_thread(lambda: handoff.get_in_thread(timeout=0.05)) == []
-    cond.waiting.clear()
+    wakeup.waiting.clear()
     consumer = Worker(handoff.get_in_thread)
-    wait_until_waiting(handoff, cond)
+    wait_until_waiting(handoff, wakeup)
     assert not consumer.done.wait(0.05), "a get after refuse() returned before close()"
     handoff.close()
-    assert consumer.done.wait(_DEADLINE), "close did not wake the consumer"
+    assert consumer.done.wait(DEADLINE), "close did not wake the consumer"
     consumer.join()
     assert isinstance(consumer.error, Closed)
 
@@ -726,7 +692,7 @@ async def test_after_refuse_a_loop_consumer_waits_for_close() -> None:
         except Closed:
             outcome.append("closed")
 
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         async with anyio.create_task_group() as tg:
             tg.start_soon(consume)
             await anyio.wait_all_tasks_blocked()
@@ -748,12 +714,12 @@ async def test_push_in_loop_ignores_the_budget_and_counts_nothing_against_it() -
     assert await in_thread(handoff.get_in_thread) == ["full", "p1", "p2"]
 
     handoff.push_in_loop("p3", "p4", "p5")
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         # Pushed items take no room: a whole-budget put, even an oversized one, does not
         # wait for them (nobody would take them in this test: waiting would time out).
         await handoff.put_in_loop("whole budget", 10)
     # ...but what was put does count: one more byte waits until the thread takes.
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         async with anyio.create_task_group() as tg:
             tg.start_soon(handoff.put_in_loop, "one more", 1)
             await anyio.wait_all_tasks_blocked()
@@ -761,13 +727,13 @@ async def test_push_in_loop_ignores_the_budget_and_counts_nothing_against_it() -
     assert await in_thread(handoff.get_in_thread) == ["one more"]
 
     handoff.push_in_loop("p6")
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         await handoff.put_in_loop("huge", 25)
     # A thread producer's budget check does not count them either.
     handoff.push_in_loop("p7")
     assert await in_thread(handoff.get_in_thread) == ["p6", "huge", "p7"]
     handoff.push_in_loop("p8")
-    with anyio.fail_after(_DEADLINE):  # should_stop: had it waited, it would raise
+    with anyio.fail_after(DEADLINE):  # should_stop: had it waited, it would raise
         await in_thread(lambda: handoff.put_in_thread("thread's whole budget", 10, should_stop=lambda: True))
     assert await handoff.get_in_loop() == ["p8", "thread's whole budget"]
 
@@ -777,13 +743,13 @@ async def test_push_in_loop_wakes_a_waiting_thread_once_for_all_its_items(
 ) -> None:
     wakes = Wakes(monkeypatch)
     handoff: Handoff[str] = Handoff(10)
-    cond = counting_condition(handoff)
+    wakeup = counting_wakeup(handoff)
     consumer = Worker(handoff.get_in_thread)
-    wait_until_waiting(handoff, cond)
-    before = cond.notifies
+    wait_until_waiting(handoff, wakeup)
+    before = wakeup.wakes
     handoff.push_in_loop("status", "body", "end")
-    assert cond.notifies - before == 1, "not one wake-up for all the pushed items"
-    assert consumer.done.wait(_DEADLINE), "the push did not wake the waiting thread"
+    assert wakeup.wakes - before == 1, "not one wake-up for all the pushed items"
+    assert consumer.done.wait(DEADLINE), "the push did not wake the waiting thread"
     consumer.join()
     assert consumer.error is None
     assert consumer.result == ["status", "body", "end"]  # taken at once, in order
@@ -795,10 +761,10 @@ async def test_push_in_loop_wakes_nobody_when_the_thread_is_not_waiting(
 ) -> None:
     wakes = Wakes(monkeypatch)
     handoff: Handoff[str] = Handoff(10)
-    cond = counting_condition(handoff)
+    wakeup = counting_wakeup(handoff)
     handoff.push_in_loop("a", "b")
     handoff.push_in_loop("c")
-    assert cond.notifies == 0
+    assert wakeup.wakes == 0
     assert wakes.count == 0
     assert await in_thread(handoff.get_in_thread) == ["a", "b", "c"]
 
@@ -838,11 +804,11 @@ async def test_get_in_thread_returns_nothing_after_its_timeout(
         got = handoff.get_in_thread(timeout=0.1)
         return got, time.monotonic() - start
 
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         got, elapsed = await in_thread(timed_get)
     assert got == []
     assert 0.09 <= elapsed < 2.0, elapsed
-    with anyio.fail_after(_DEADLINE):
+    with anyio.fail_after(DEADLINE):
         assert await in_thread(lambda: handoff.get_in_thread(timeout=0)) == []
     await handoff.put_in_loop("still delivered", 1)
     assert await in_thread(lambda: handoff.get_in_thread(timeout=0)) == ["still delivered"]
@@ -853,7 +819,7 @@ async def test_get_in_thread_with_a_timeout_returns_items_as_soon_as_they_come(
     slow_poll: None, how: str
 ) -> None:
     handoff: Handoff[str] = Handoff(10)
-    cond = counting_condition(handoff)
+    wakeup = counting_wakeup(handoff)
 
     def timed_get() -> tuple[list[str], float]:
         start = time.monotonic()
@@ -861,31 +827,31 @@ async def test_get_in_thread_with_a_timeout_returns_items_as_soon_as_they_come(
         return got, time.monotonic() - start
 
     consumer = Worker(timed_get)
-    wait_until_waiting(handoff, cond)
+    wait_until_waiting(handoff, wakeup)
     if how == "put_in_loop":
         await handoff.put_in_loop("now", 1)
     else:
         handoff.push_in_loop("now", "and now")
-    assert consumer.done.wait(_DEADLINE), "the items did not wake the get"
+    assert consumer.done.wait(DEADLINE), "the items did not wake the get"
     consumer.join()
     assert consumer.error is None
     assert isinstance(consumer.result, tuple)
     got, elapsed = consumer.result
     assert got == (["now"] if how == "put_in_loop" else ["now", "and now"])
-    assert elapsed < _DEADLINE
+    assert elapsed < DEADLINE
 
 
 async def test_get_in_thread_with_a_timeout_raises_closed_when_closed_and_empty(slow_poll: None) -> None:
     handoff: Handoff[str] = Handoff(10)
-    cond = counting_condition(handoff)
+    wakeup = counting_wakeup(handoff)
     consumer = Worker(lambda: handoff.get_in_thread(timeout=20.0))
-    wait_until_waiting(handoff, cond)
+    wait_until_waiting(handoff, wakeup)
     handoff.close()
-    assert consumer.done.wait(_DEADLINE), "close did not wake a get with a timeout"
+    assert consumer.done.wait(DEADLINE), "close did not wake a get with a timeout"
     consumer.join()
     assert isinstance(consumer.error, Closed)
     for timeout in (0.0, 0.05):
-        with anyio.fail_after(_DEADLINE), pytest.raises(Closed):
+        with anyio.fail_after(DEADLINE), pytest.raises(Closed):
             await in_thread(functools.partial(handoff.get_in_thread, timeout=timeout))
 
 
@@ -896,7 +862,7 @@ async def test_get_in_thread_with_a_timeout_still_honours_should_stop(
     monkeypatch.setattr(bridge.handoff, "_THREAD_POLL", 0.01)
     handoff: Handoff[str] = Handoff(10)
     stop = StopAfter(2)
-    with anyio.fail_after(_DEADLINE), pytest.raises(Closed, match="stopped"):
+    with anyio.fail_after(DEADLINE), pytest.raises(Closed, match="stopped"):
         await in_thread(lambda: handoff.get_in_thread(should_stop=stop, timeout=20.0))
     assert stop.calls == 2
 
@@ -942,7 +908,7 @@ def run_property(
                     handoff.close()
 
             producer = Worker(produce)
-            with anyio.fail_after(_DEADLINE):
+            with anyio.fail_after(DEADLINE):
                 step = 0
                 while True:
                     if pause(step + 1):
@@ -966,7 +932,7 @@ def run_property(
                         return
 
             consumer = Worker(consume)
-            with anyio.fail_after(_DEADLINE):
+            with anyio.fail_after(DEADLINE):
                 for step, item in enumerate(items):
                     if pause(step):
                         await anyio.sleep(0.0002)
@@ -1059,7 +1025,7 @@ def run_interleaving(
                     pass
 
             consumer = Worker(consume)
-            with anyio.fail_after(_DEADLINE):
+            with anyio.fail_after(DEADLINE):
                 try:
                     for op, arg in producer_ops:
                         if op == "close":
@@ -1099,7 +1065,7 @@ def run_interleaving(
                     handoff.close()
 
             producer = Worker(produce)
-            with anyio.fail_after(_DEADLINE):
+            with anyio.fail_after(DEADLINE):
                 try:
                     for op in consumer_ops:
                         if op == "get":
