@@ -145,13 +145,8 @@ class Handoff(Generic[T]):
         """From either side: wake both; later puts raise Closed."""
         with self._lock:
             self.closed = True
-            wake, self._thread_waiting = self._thread_waiting, False
-            event = self._loop_event if self._loop_waiting else None
-            self._loop_waiting = False
-        if wake:
-            self._wakeup.put(None)
-        if event is not None:
-            self._signal_loop(event)
+            waiters = self._claim_waiters()
+        self._wake_both(*waiters)
 
     def refuse(self) -> list[T]:
         """From the consumer's side: take nothing more. Returns what was queued, for
@@ -160,14 +155,24 @@ class Handoff(Generic[T]):
         with self._lock:
             self._refused = True
             items = self._take_all()
-            wake, self._thread_waiting = self._thread_waiting, False
-            event = self._loop_event if self._loop_waiting else None
-            self._loop_waiting = False
-        if wake:
+            waiters = self._claim_waiters()
+        self._wake_both(*waiters)
+        return items
+
+    def _claim_waiters(self) -> tuple[bool, _Event | None]:
+        """Under the lock: whether the thread side waits, and the loop side's event if
+        it waits; both count as woken from now on (the wake-ups go out after the lock
+        is released: :meth:`_wake_both`)."""
+        thread, self._thread_waiting = self._thread_waiting, False
+        event = self._loop_event if self._loop_waiting else None
+        self._loop_waiting = False
+        return thread, event
+
+    def _wake_both(self, thread: bool, event: _Event | None) -> None:
+        if thread:
             self._wakeup.put(None)
         if event is not None:
             self._signal_loop(event)
-        return items
 
     def _signal_loop(self, event: _Event) -> None:
         # From the loop's own thread a plain set() is right; from elsewhere, hand it over.
@@ -180,13 +185,8 @@ class Handoff(Generic[T]):
         """Change the byte budget; a producer waiting for room re-checks at once."""
         with self._lock:
             self.limit = limit
-            wake, self._thread_waiting = self._thread_waiting, False
-            event = self._loop_event if self._loop_waiting else None
-            self._loop_waiting = False
-        if wake:
-            self._wakeup.put(None)
-        if event is not None:
-            self._signal_loop(event)
+            waiters = self._claim_waiters()
+        self._wake_both(*waiters)
 
     def _wait_in_thread(self, timeout: float) -> None:
         """Under the lock, in the thread: sleep until woken or ``timeout``; returns with
