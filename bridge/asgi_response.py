@@ -56,10 +56,6 @@ class Body(NamedTuple):
     more: bool
 
 
-# NamedTuple's own __new__ is Python code: a measurable share of a small response's cost.
-_new_tuple = tuple.__new__
-
-
 class AsgiResponse:
     """One ASGI response's send side. ``head``: the request is a HEAD (the body bytes
     are dropped: WSGI leaves HEAD to the app, the server would send them);
@@ -141,7 +137,7 @@ class AsgiResponse:
         self.state = AsgiState.BODY
         if self.record is not None:
             self._inspect_headers(message["status"], raw_headers)
-        return _new_tuple(Start, (status, headers))
+        return Start(status, headers)
 
     def _inspect_headers(self, status: int, headers: Any) -> None:
         """Recording mode: what servers accept but the spec does not."""
@@ -177,7 +173,7 @@ class AsgiResponse:
                 self._inspect_length()
         if self.head:
             body = b""
-        return _new_tuple(Body, (body, more))
+        return Body(body, more)
 
     def _inspect_length(self) -> None:
         """Recording mode, at the final body: the body against status and Content-Length."""

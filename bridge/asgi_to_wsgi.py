@@ -447,8 +447,7 @@ class _AppTask:
             self._failed(exc)  # no name for it here: this frame is in its traceback
         else:
             try:
-                # A response that never started is an error; one not ended, ended here.
-                end = None if self.response.finished else self.response.returned()
+                end = self.response.returned()  # a response that never started is an error
             except ResponseError as exc:
                 self._failed(exc)
             else:
@@ -556,11 +555,10 @@ class _AppTask:
     async def send(self, message: Message) -> None:
         event = self.response.send(message)  # ClientDisconnected once the client left
         if isinstance(event, Body):
-            more = event.more
-            if not more and self._over is not None:
-                self._over.set()
+            if not event.more:
+                self._end_response()
             try:
-                if more and event.data and self.pending_start is None:
+                if event.more and event.data and self.pending_start is None:
                     # Backpressure: wait while the WSGI side is too far behind.
                     await self.events.put_in_loop(event, len(event.data))
                 else:
@@ -712,8 +710,6 @@ class _Responder:
         (its body reads get a disconnect, an error it reports from now on is only
         logged), and those queued go."""
         self.state = _ResponseState.DONE
-        if self.events.closed:
-            return  # the task has ended: nothing waits on what it queued
         for event in self.events.refuse():
             if isinstance(event, _ReadRequest):
                 event.answer(b"", False, True)

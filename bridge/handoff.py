@@ -279,15 +279,12 @@ class Handoff(Generic[T]):
                     self._items.append(item)
                     self._queued += size
                     wake, self._thread_waiting = self._thread_waiting, False
-                    event = None
-                else:
-                    event = self._loop_event = self._new_event()
-                    self._loop_waiting = True
-            if event is None:
-                if wake:
-                    self._wakeup.put(None)
-                return
+                    break
+                event = self._loop_event = self._new_event()
+                self._loop_waiting = True
             await event.wait()
+        if wake:
+            self._wakeup.put(None)
 
     async def get_in_loop(self) -> list[T]:
         """Take everything queued; wait while nothing is. Raises Closed once closed
@@ -297,15 +294,12 @@ class Handoff(Generic[T]):
                 if self._items:
                     items = self._take_all()
                     wake, self._thread_waiting = self._thread_waiting, False
-                else:
-                    if self.closed:
-                        raise Closed("the hand-off is closed")
-                    event = self._loop_event = self._new_event()
-                    self._loop_waiting = True
-                    items = None
-            if items is None:
-                await event.wait()
-                continue
-            if wake:
-                self._wakeup.put(None)  # a thread producer waiting for room
-            return items
+                    break
+                if self.closed:
+                    raise Closed("the hand-off is closed")
+                event = self._loop_event = self._new_event()
+                self._loop_waiting = True
+            await event.wait()
+        if wake:
+            self._wakeup.put(None)  # a thread producer waiting for room
+        return items
