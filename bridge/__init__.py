@@ -6,6 +6,7 @@ from .asgi_to_wsgi import AsgiToWsgi
 from .errors import (
     AppExitError,
     BadRequestError,
+    BodyTooLargeError,
     BridgeError,
     ClientDisconnected,
     HopByHopHeaderError,
@@ -21,6 +22,7 @@ __all__ = [
     "AppExitError",
     "AsgiToWsgi",
     "BadRequestError",
+    "BodyTooLargeError",
     "BridgeError",
     "ClientDisconnected",
     "HopByHopHeaderError",

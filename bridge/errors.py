@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "AppExitError",
     "BadRequestError",
+    "BodyTooLargeError",
     "BridgeError",
     "ClientDisconnected",
     "HopByHopHeaderError",
@@ -85,6 +86,21 @@ class ClientDisconnected(BridgeError, OSError):
     An ``OSError`` subclass, as PEP 3333 servers (mod_wsgi, werkzeug) and ASGI 2.4
     servers raise, so code that already handles ``OSError`` keeps working.
     """
+
+
+class BodyTooLargeError(ClientDisconnected):
+    """The request body grew past the adapter's ``max_body_size`` while it streamed in.
+
+    To the app, a request refused for its size is one whose client left: reading the
+    body raises this (``wsgi.input.read()`` under ``WsgiToAsgi``; ``receive()`` answers
+    ``http.disconnect`` under ``AsgiToWsgi``), what the app answers then goes nowhere,
+    and the adapter answers ``413 Content Too Large`` itself if no response has started.
+    A body whose declared length is too large is answered with 413 before the app runs.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body is larger than max_body_size ({limit} bytes)")
+        self.limit = limit
 
 
 class AppExitError(BridgeError):
