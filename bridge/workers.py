@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import queue
 import threading
 import time
@@ -28,10 +29,19 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 from anyio import from_thread
+from asgiref.sync import SyncToAsync
 
 from .handoff import LoopRef
 
-__all__ = ["AnyioWorkers", "AsyncioWorkers", "DaemonPool", "Workers", "is_cancellation"]
+__all__ = [
+    "AnyioWorkers",
+    "AsyncioWorkers",
+    "DaemonPool",
+    "Workers",
+    "is_cancellation",
+    "serve_async_views_on",
+    "track_async_views",
+]
 
 T = TypeVar("T")
 
@@ -50,6 +60,10 @@ Ready = Callable[[T], None]
 
 class Workers:
     """The interface: run a function in a worker thread; from there, call the loop."""
+
+    #: Whether the WSGI app's async views (asgiref's ``async_to_sync``) run on this loop
+    #: (see :func:`serve_async_views_on`): on asyncio only, asgiref's one event loop.
+    async_views_on_loop = False
 
     def __init__(self) -> None:
         # Made on the loop: what a hand-off created in a worker needs to wake it, and
@@ -201,10 +215,14 @@ class AnyioWorkers(Workers):
 
 
 class AsyncioWorkers(Workers):
+    async_views_on_loop = True
+
     def __init__(self, max_threads: int) -> None:
         super().__init__()
-        self.loop = asyncio.get_running_loop()
-        self.pool = DaemonPool(max_threads, ended=self.loop.is_closed)
+        self.loop = loop = asyncio.get_running_loop()
+        self.pool = DaemonPool(
+            max_threads, ended=loop.is_closed, on_thread_start=lambda: serve_async_views_on(loop)
+        )
 
     async def run(self, func: Callable[[], T]) -> T:
         return await asyncio.wrap_future(self.pool.submit(func), loop=self.loop)
@@ -269,6 +287,30 @@ class AsyncioWorkers(Workers):
         await asyncio.sleep(0)
 
 
+def serve_async_views_on(loop: asyncio.AbstractEventLoop) -> None:
+    """In a worker thread of ``loop``: make asgiref's ``async_to_sync`` (what Flask's and
+    Django's async views go through) run coroutines on ``loop``, the server's own, as
+    asgiref's ``WsgiToAsgi`` does, rather than on a new loop per call in yet another
+    thread. A view can then use what the ASGI side opened on that loop (a client, a
+    pool, an event), and pays no loop start per call.
+
+    asgiref reads these from its ``SyncToAsync.threadlocal`` (set there by its own
+    ``sync_to_async`` threads, the pid guarding against fork); every version from the
+    declared floor, 3.6, does. Django's thread-sensitive ``sync_to_async`` calls inside
+    such a view come back to this thread, which waits in ``async_to_sync`` meanwhile.
+    """
+    local = SyncToAsync.threadlocal
+    local.main_event_loop = loop
+    local.main_event_loop_pid = os.getpid()
+
+
+def track_async_views(tasks: list[asyncio.Task[Any]] | None) -> None:
+    """In a worker thread, for the request it now runs (None once it is done): where
+    asgiref (3.8 and later) records the tasks of the async views it starts on the loop,
+    so that the request's cancellation can reach them."""
+    SyncToAsync.threadlocal.task_context = tasks
+
+
 def _raise_popped(failure: list[BaseException]) -> NoReturn:
     """Raise the error a worker left in ``failure``. Every frame it passes through joins
     its traceback, so none may keep a name for it (a cycle, alive until a full
@@ -286,7 +328,8 @@ def _resolve(waiter: asyncio.Future[T], result: T) -> None:
 
 
 class DaemonPool:
-    """At most ``size`` daemon threads running submitted calls in order.
+    """At most ``size`` daemon threads running submitted calls in order; each first runs
+    ``on_thread_start``.
 
     Daemon threads, unlike ``ThreadPoolExecutor``'s, never hold up interpreter exit,
     even when a WSGI app is stuck in a request. A thread leaves once it has been idle
@@ -302,9 +345,11 @@ class DaemonPool:
         ended: Callable[[], bool] = lambda: False,
         idle_exit: float = 60.0,
         poll: float = 1.0,
+        on_thread_start: Callable[[], object] | None = None,
     ) -> None:
         self.size = size
         self._ended = ended
+        self._on_thread_start = on_thread_start
         self._idle_exit = idle_exit
         self._poll = min(poll, idle_exit)
         self._work: queue.SimpleQueue[tuple[concurrent.futures.Future[Any] | None, Callable[[], Any]]] = (
@@ -352,6 +397,11 @@ class DaemonPool:
             return True
 
     def _serve(self) -> None:
+        if self._on_thread_start is not None:
+            try:
+                self._on_thread_start()
+            except Exception:
+                logger.exception("preparing a bridge worker thread failed; it serves anyway")
         work = self._work
         poll = self._poll
         lock = self._lock

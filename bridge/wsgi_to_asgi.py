@@ -37,10 +37,10 @@ import anyio.to_thread
 
 from ._types import Environ, ExcInfo, Receive, Scope, Send, WriteCallable, WSGIApp
 from .environ import DEFAULT_MAX_DUPLICATE_HEADERS, build_environ
-from .errors import AppExitError, BadRequestError, ClientDisconnected, InvalidScopeError
+from .errors import AppExitError, BadRequestError, BodyTooLargeError, ClientDisconnected, InvalidScopeError
 from .handoff import Closed, Handoff
 from .http import DEFAULT_PRELOAD_BODY, parse_content_length, parse_http_request
-from .workers import AnyioWorkers, AsyncioWorkers, Workers
+from .workers import AnyioWorkers, AsyncioWorkers, Workers, track_async_views
 from .wsgi_response import WsgiResponse
 from .wsgi_streams import ErrorStream, StreamingInput
 
@@ -89,6 +89,11 @@ class WsgiToAsgi:
         length, are read in the event loop before the app gets a thread (no thread
         waits on a slow upload, no hop per chunk); larger and chunked bodies stream
         to ``wsgi.input`` as the app reads. ``0`` streams every body.
+    :param max_body_size: the largest request body the app gets, in bytes (``None``: no
+        limit). A larger declared ``Content-Length`` is answered with 413 before the
+        app runs; a body without one that grows past it makes the app's next read of
+        ``wsgi.input`` raise :class:`~bridge.errors.BodyTooLargeError`, and the client
+        gets 413 if no response has started (whatever the app answers then is dropped).
     """
 
     def __init__(
@@ -101,6 +106,7 @@ class WsgiToAsgi:
         on_startup: Sequence[Callable[[], object]] = (),
         on_shutdown: Sequence[Callable[[], object]] = (),
         preload_body: int = DEFAULT_PRELOAD_BODY,
+        max_body_size: int | None = None,
     ) -> None:
         if max_threads < 1:
             raise ValueError(f"max_threads must be at least 1, got {max_threads}")
@@ -108,6 +114,8 @@ class WsgiToAsgi:
             raise ValueError(f"max_duplicate_headers must be at least 1, got {max_duplicate_headers}")
         if preload_body < 0:
             raise ValueError(f"preload_body must be 0 or more, got {preload_body}")
+        if max_body_size is not None and max_body_size < 0:
+            raise ValueError(f"max_body_size must be 0 or more (or None: no limit), got {max_body_size}")
         #: The wrapped WSGI app; replaceable, as a2wsgi's (Connexion wraps it in place).
         self.app = wsgi_app
         self.max_threads = max_threads
@@ -116,6 +124,7 @@ class WsgiToAsgi:
         self.on_startup = tuple(on_startup)
         self.on_shutdown = tuple(on_shutdown)
         self.preload_body = preload_body
+        self.max_body_size = max_body_size
         # Workers per event loop: anyio's primitives belong to the loop that made them.
         self._workers: anyio.lowlevel.RunVar[Workers] = anyio.lowlevel.RunVar(
             f"bridge.WsgiToAsgi.workers.{id(self):x}"
@@ -186,6 +195,10 @@ class WsgiToAsgi:
             logger.warning("answering 400 Bad Request: %s", exc)
             await _send_simple(send, 400, b"Bad Request\n")
             return
+        max_body = self.max_body_size
+        if max_body is not None and limit is not None and limit > max_body:
+            await _send_too_large(send, f"a declared body of {limit} bytes, max_body_size is {max_body}")
+            return
 
         message = await receive()
         kind = _message_type(message)
@@ -199,6 +212,12 @@ class WsgiToAsgi:
             # The slow path: bytes-like bodies are copied, anything else is refused,
             # naming the field (a str body must never reach the app).
             body, more_body = parse_http_request(message)
+        allowed = None
+        if max_body is not None and limit is None:
+            allowed = max_body - len(body)
+            if allowed < 0:
+                await _send_too_large(send, f"the body passed max_body_size ({max_body} bytes)")
+                return
         if more_body and limit is not None:
             if len(body) < limit <= self.preload_body:
                 preloaded = await _read_known_length(receive, body, limit)
@@ -212,8 +231,9 @@ class WsgiToAsgi:
         else:
             remaining = None
         workers = self._get_workers()
-        receiver = _Receiver(receive, workers, not more_body, remaining)
+        receiver = _Receiver(receive, workers, not more_body, remaining, max_body, allowed)
         link = _Link(workers, receiver)
+        environ["bridge.client_disconnected"] = link.client_disconnected
         sender = _Sender(send, link)
         worker = _Worker(self.app, environ, errors, self.strict, link, sender)
         streaming: StreamingInput | None = None
@@ -239,8 +259,9 @@ class WsgiToAsgi:
                 await sender.stream(worker, (response.status, response.headers))
             handled = worker.handled_error
         except ClientDisconnected as exc:
-            logger.debug("client disconnected: %s", exc)
-            return
+            if not receiver.too_large:  # ...else answered below, once the app is done
+                logger.debug("client disconnected: %s", exc)
+                return
         except _LoopExit as exc:
             raise exc.original from None
         finally:
@@ -262,6 +283,17 @@ class WsgiToAsgi:
             worker.handled_error = worker.stream_error = sender.send_error = None
             if streaming is not None:
                 streaming.detach()  # environ -> wsgi.input -> the reader -> environ
+        if receiver.too_large and link.gone:
+            # The app read past max_body_size: whatever it answered went nowhere.
+            if not sender.headers_sent:
+                await _send_too_large(send, f"the body passed max_body_size ({max_body} bytes)")
+            else:
+                logger.warning(
+                    "the request body passed max_body_size (%s bytes) after the response started, "
+                    "which was cut short",
+                    max_body,
+                )
+            return
         if handled is not None:
             # The app answered its own error with start_response(..., exc_info); that
             # response went out whole. Re-raise so the server logs it, as uvicorn would.
@@ -340,35 +372,50 @@ class _Receiver:
     """
 
     __slots__ = (
+        "allowed",
         "body",
         "body_complete",
         "disconnected",
         "error",
+        "max_body",
         "receive",
         "remaining",
         "running",
         "stop_task",
+        "stopped",
+        "too_large",
         "watching",
         "workers",
     )
 
     def __init__(
-        self, receive: Receive, workers: Workers, body_complete: bool, remaining: int | None = None
+        self,
+        receive: Receive,
+        workers: Workers,
+        body_complete: bool,
+        remaining: int | None = None,
+        max_body: int | None = None,
+        allowed: int | None = None,
     ) -> None:
         self.receive = receive
         self.workers = workers
         self.body_complete = body_complete
         self.remaining = remaining  # body bytes still due, when Content-Length says
+        self.max_body = max_body
+        self.allowed = allowed  # ...or still allowed by max_body_size, when it does not
+        self.too_large = False  # the body passed max_body_size
         self.disconnected = False
         self.error: str | None = None  # why receiving stopped, for the app's next read
         self.watching = False  # asked to watch for a disconnect until the request ends
         self.running = False
+        self.stopped = False  # the request is over
         self.stop_task: Callable[[], object] | None = None
         self.body: Handoff[bytes] | None = None if body_complete else Handoff(_BODY_BUFFER, workers.loop_ref)
 
     def start_body(self) -> None:
-        """Start taking the rest of the body in (on the loop): the app reads it."""
-        if not self.running:
+        """Start taking the rest of the body in (on the loop): the app reads it. Never
+        again once receiving stopped for good (a body too large, a broken message)."""
+        if not self.running and not self.too_large and self.error is None:
             self.running = True
             self.stop_task = self.workers.spawn(self._run)
 
@@ -390,6 +437,7 @@ class _Receiver:
         self.start_body()
 
     def stop(self) -> None:
+        self.stopped = True
         if self.stop_task is not None:
             self.stop_task()
             self.stop_task = None
@@ -419,6 +467,13 @@ class _Receiver:
                         if len(chunk) >= self.remaining:
                             chunk, more = chunk[: self.remaining], False  # never past Content-Length
                         self.remaining -= len(chunk)
+                    elif self.allowed is not None:
+                        self.allowed -= len(chunk)
+                        if self.allowed < 0:
+                            # Stop taking it in: the reader gets what came before, then
+                            # BodyTooLargeError; the server's buffers hold the client back.
+                            self.too_large = True
+                            return
                     if chunk:
                         await body.put_in_loop(chunk, len(chunk))
                     elif more:
@@ -469,7 +524,7 @@ class _Link:
     :class:`_BodyReader`, the loop's :class:`_Sender` and :class:`_Receiver`.
     """
 
-    __slots__ = ("gone", "lock", "pending", "phase", "receiver", "workers")
+    __slots__ = ("async_views", "gone", "lock", "pending", "phase", "receiver", "workers")
 
     def __init__(self, workers: Workers, receiver: _Receiver) -> None:
         self.workers = workers
@@ -478,6 +533,9 @@ class _Link:
         self.phase = _Phase.IDLE
         self.gone = False
         self.pending: concurrent.futures.Future[Any] | None = None
+        # The tasks of the app's async views that asgiref runs on the loop (it adds them
+        # here from 3.8 on), cancelled with the request.
+        self.async_views: list[asyncio.Task[Any]] | None = [] if workers.async_views_on_loop else None
 
     # -- the worker's side --------------------------------------------------------------
 
@@ -550,6 +608,21 @@ class _Link:
             return True
         return False
 
+    def client_disconnected(self) -> bool:
+        """``environ["bridge.client_disconnected"]``: whether the client has left (or the
+        request was cancelled), for an app that long-polls or streams to stop early.
+
+        The first call has the loop watch for ``http.disconnect`` from then on (one trip
+        to the loop); every call after it reads a flag.
+        """
+        receiver = self.receiver
+        if not receiver.watching and not receiver.stopped and not self.should_stop():
+            try:
+                self.to_loop(receiver.watch)
+            except ClientDisconnected:
+                return True
+        return self.should_stop()
+
     # -- the loop's side ----------------------------------------------------------------
 
     def abandon(self) -> bool:
@@ -564,6 +637,8 @@ class _Link:
             pending = self.pending
             if pending is not None:
                 pending.cancel()  # a call into the loop the worker waits on
+            for view in self.async_views or ():
+                view.cancel()  # an async view the worker waits on (async_to_sync)
         return active
 
     @property
@@ -656,9 +731,14 @@ class _Worker:
         (:meth:`stream_rest`): one trip to a worker thread and one back to start
         streaming, rather than two of each.
         """
+        views = self.link.async_views
+        if views is not None:
+            track_async_views(views)
         try:
             return self.context.run(self.link.run_step, partial(self._work, ready), self.close_iterable)
         finally:
+            if views is not None:
+                track_async_views(None)
             if self.out is not None:
                 # The end of the stream, signalled only once the step is over: when the
                 # loop sees it, the worker is done with the request.
@@ -823,6 +903,10 @@ class _BodyReader:
         try:
             chunks = receiver.body.get_in_thread(link.should_stop)
         except Closed:
+            if receiver.too_large:
+                assert receiver.max_body is not None
+                link.gone = True  # what the app answers now goes nowhere: the loop answers 413
+                raise BodyTooLargeError(receiver.max_body) from None
             if receiver.error is not None:
                 raise InvalidScopeError(receiver.error) from None
             if receiver.body_complete and not link.gone:
@@ -982,7 +1066,9 @@ def _content_length(environ: Environ) -> int | None:
     return length
 
 
-async def _send_simple(send: Send, status: int, body: bytes) -> None:
+async def _send_simple(
+    send: Send, status: int, body: bytes, extra: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -990,7 +1076,15 @@ async def _send_simple(send: Send, status: int, body: bytes) -> None:
             "headers": [
                 (b"content-type", b"text/plain; charset=utf-8"),
                 (b"content-length", str(len(body)).encode("ascii")),
+                *extra,
             ],
         }
     )
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _send_too_large(send: Send, why: str) -> None:
+    logger.warning("answering 413 Content Too Large: %s", why)
+    # The rest of the body stays unread: the server must not wait for it on this
+    # connection, nor the client keep sending it.
+    await _send_simple(send, 413, b"Content Too Large\n", [(b"connection", b"close")])

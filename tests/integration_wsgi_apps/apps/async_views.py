@@ -1,0 +1,161 @@
+"""Flask and Django async views, ``max_body_size`` and the disconnect probe, through
+the bridge on a real server: ``tests.integration_wsgi_apps.apps.async_views:app``.
+
+An ASGI app of its own at the top, as a FastAPI or Starlette app mounting a legacy app
+would be: its lifespan startup makes objects bound to the server's loop (``SHARED``),
+``/asgi/set`` sets the event the views wait for, and ``/flask/...`` and ``/django/...``
+go to the two WSGI apps through ``WsgiToAsgi``. A view that ran on a loop other than the
+server's could neither tell it is the same loop nor wait for that event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import django
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from flask import Flask, jsonify, request
+
+from bridge import WsgiToAsgi
+from bridge._types import Receive, Scope, Send
+
+settings.configure(
+    DEBUG=False,
+    SECRET_KEY="bridge-integration-tests-not-secret",
+    ROOT_URLCONF=__name__,
+    ALLOWED_HOSTS=["*"],
+    INSTALLED_APPS=[],
+    DATABASES={},
+    MIDDLEWARE=[],
+    USE_TZ=True,
+)
+django.setup()
+
+from django.core.wsgi import get_wsgi_application  # noqa: E402
+from django.http import HttpRequest, HttpResponse, JsonResponse  # noqa: E402
+from django.urls import path  # noqa: E402
+
+#: Made on the server's loop by the lifespan startup.
+SHARED: dict[str, Any] = {}
+#: What the long poll saw, by token: read back through /flask/poll-result.
+POLLS: dict[str, str] = {}
+BODY_LIMIT = 1000
+WAIT = 5.0
+
+
+def _on_the_servers_loop() -> dict[str, Any]:
+    return {
+        "same_loop": asyncio.get_running_loop() is SHARED["loop"],
+        "loop_thread": threading.current_thread().name,
+    }
+
+
+# -- Flask ---------------------------------------------------------------------------------
+
+flask_app = Flask(__name__)
+
+
+@flask_app.get("/loop")
+async def flask_loop() -> Any:
+    return jsonify(_on_the_servers_loop())
+
+
+@flask_app.get("/wait")
+async def flask_wait() -> Any:
+    await asyncio.wait_for(SHARED["event"].wait(), WAIT)
+    return "woken"
+
+
+@flask_app.get("/boom")
+async def flask_boom() -> Any:
+    raise LookupError("raised in a Flask async view")
+
+
+@flask_app.post("/upload")
+def flask_upload() -> Any:
+    return f"read {len(request.get_data())} bytes"
+
+
+@flask_app.get("/poll")
+def flask_poll() -> Any:
+    """A long poll that stops as soon as its client has left."""
+    token = request.args["token"]
+    probe = request.environ["bridge.client_disconnected"]
+    POLLS[token] = "polling"
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        if probe():
+            POLLS[token] = "stopped: the client left"
+            return "nobody reads this"
+        time.sleep(0.01)
+    POLLS[token] = "ran to the end"
+    return "no news"
+
+
+@flask_app.get("/poll-result")
+def flask_poll_result() -> Any:
+    return POLLS.get(request.args["token"], "unknown")
+
+
+# -- Django --------------------------------------------------------------------------------
+
+
+async def django_loop(request: HttpRequest) -> HttpResponse:
+    result = _on_the_servers_loop()
+    # Django's thread-sensitive calls (the ORM's) come back to the WSGI worker thread,
+    # which waits in async_to_sync meanwhile: no deadlock.
+    result["sync_thread"] = await sync_to_async(lambda: threading.current_thread().name)()
+    return JsonResponse(result)
+
+
+async def django_wait(request: HttpRequest) -> HttpResponse:
+    await asyncio.wait_for(SHARED["event"].wait(), WAIT)
+    return HttpResponse("woken", content_type="text/plain")
+
+
+urlpatterns = [path("loop", django_loop), path("wait", django_wait)]
+
+flask_bridge = WsgiToAsgi(flask_app, max_body_size=BODY_LIMIT)
+django_bridge = WsgiToAsgi(get_wsgi_application())
+
+
+# -- the ASGI app on top -----------------------------------------------------------------------
+
+
+async def _plain(send: Send, text: str) -> None:
+    body = text.encode()
+    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                SHARED["loop"] = asyncio.get_running_loop()
+                SHARED["event"] = asyncio.Event()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    path_ = scope["path"]
+    for prefix, bridge in (("/flask", flask_bridge), ("/django", django_bridge)):
+        if path_.startswith(prefix + "/"):
+            # As Starlette's Mount does: the path keeps the prefix, root_path names it.
+            scope = dict(scope, root_path=scope.get("root_path", "") + prefix)
+            await bridge(scope, receive, send)
+            return
+    if path_ == "/asgi/set":
+        SHARED["event"].set()
+        await _plain(send, "set")
+    elif path_ == "/asgi/reset":
+        SHARED["event"] = asyncio.Event()
+        await _plain(send, "reset")
+    else:
+        await _plain(send, "ok")  # /health

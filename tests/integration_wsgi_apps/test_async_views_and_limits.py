@@ -1,0 +1,124 @@
+"""Flask and Django async views on the server's own event loop, ``max_body_size`` (413)
+and ``environ["bridge.client_disconnected"]``, on uvicorn and hypercorn (asyncio).
+
+The app (``apps/async_views.py``) is an ASGI app mounting Flask and Django through
+``WsgiToAsgi``; its lifespan startup makes an event on the server's loop. On trio
+there is no asyncio loop for asgiref to use: ``tests/test_w2a_features.py`` shows what
+happens there.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Iterator
+
+import httpx
+import pytest
+
+from tests.servers import wait_until
+
+from .helpers import wait_for_log
+from .servers import Server, serve
+
+APP = "tests.integration_wsgi_apps.apps.async_views:app"
+LIMIT = 1000  # the Flask app's max_body_size
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+@pytest.fixture(scope="module", params=["uvicorn", "hypercorn-asyncio"])
+def server(request: pytest.FixtureRequest) -> Server:
+    return serve(request, request.param, APP)
+
+
+@pytest.mark.parametrize("framework", ["flask", "django"])
+def test_async_views_run_on_the_servers_loop(server: Server, framework: str) -> None:
+    with server.client() as client:
+        response = client.get(f"/{framework}/loop")
+    assert response.status_code == 200, response.text
+    seen = response.json()
+    assert seen["same_loop"] is True
+    assert seen["loop_thread"] == "MainThread"  # both servers run their loop there
+    if framework == "django":
+        # Thread-sensitive sync_to_async came back to the bridge's worker thread.
+        assert seen["sync_thread"].startswith("bridge-wsgi-worker")
+
+
+def test_async_views_wait_for_what_the_servers_loop_does(server: Server) -> None:
+    """Both views wait on an event made at startup; an ASGI route sets it."""
+    results: dict[str, httpx.Response | BaseException] = {}
+
+    def call(framework: str) -> None:
+        try:
+            with server.client() as client:
+                results[framework] = client.get(f"/{framework}/wait")
+        except BaseException as exc:
+            results[framework] = exc
+
+    with server.client() as client:
+        assert client.get("/asgi/reset").text == "reset"
+        waiting = [threading.Thread(target=call, args=(name,)) for name in ("flask", "django")]
+        for thread in waiting:
+            thread.start()
+        # Set too early, the event would not test the wait; too late is harmless.
+        threading.Event().wait(0.3)
+        assert client.get("/asgi/set").text == "set"
+    for thread in waiting:
+        thread.join(10)
+    for framework in ("flask", "django"):
+        response = results[framework]
+        assert isinstance(response, httpx.Response), response
+        assert (response.status_code, response.text) == (200, "woken")
+
+
+def test_an_async_views_error_is_the_apps_500(server: Server) -> None:
+    mark = server.log_size()
+    with server.client() as client:
+        response = client.get("/flask/boom")
+    assert response.status_code == 500
+    wait_for_log(server, mark, "LookupError: raised in a Flask async view")
+
+
+def test_a_body_within_max_body_size_reaches_the_app(server: Server) -> None:
+    with server.client() as client:
+        response = client.post("/flask/upload", content=b"x" * LIMIT)
+    assert (response.status_code, response.text) == (200, f"read {LIMIT} bytes")
+
+
+def test_a_declared_body_over_max_body_size_is_answered_413(server: Server) -> None:
+    mark = server.log_size()
+    with server.client() as client:
+        response = client.post("/flask/upload", content=b"x" * (LIMIT + 1))
+    assert response.status_code == 413
+    assert response.text == "Content Too Large\n"
+    wait_for_log(server, mark, f"a declared body of {LIMIT + 1} bytes, max_body_size is {LIMIT}")
+
+
+def test_a_streamed_body_over_max_body_size_is_answered_413(server: Server) -> None:
+    def chunks() -> Iterator[bytes]:  # no Content-Length: chunked
+        for _ in range(3):
+            yield b"y" * 400
+
+    mark = server.log_size()
+    with server.client() as client:
+        response = client.post("/flask/upload", content=chunks())
+    # Flask answered its own 500 to the error reading the body; the client gets 413.
+    assert response.status_code == 413
+    assert response.text == "Content Too Large\n"
+    wait_for_log(server, mark, f"the body passed max_body_size ({LIMIT} bytes)")
+
+
+def test_a_long_poll_learns_that_its_client_left(server: Server) -> None:
+    token = uuid.uuid4().hex
+    with server.client() as client, pytest.raises(httpx.ReadTimeout):
+        client.get("/flask/poll", params={"token": token}, timeout=0.5)
+    # The connection is closed: the app's probe says so while it polls.
+    with server.client() as client:
+        outcome, _ = wait_until(
+            lambda: client.get("/flask/poll-result", params={"token": token}).text,
+            lambda text: text != "polling",
+            deadline=4.0,
+            what="the long poll to end",
+        )
+    assert outcome == "stopped: the client left"

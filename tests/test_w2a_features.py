@@ -1,0 +1,398 @@
+"""WsgiToAsgi's own capabilities, in memory, on asyncio and on trio: ``max_body_size``
+(413), ``environ["bridge.client_disconnected"]``, and async views (asgiref's
+``async_to_sync``, as Flask and Django call them) on the server's event loop.
+
+The same capabilities on real servers with real frameworks:
+``tests/integration_wsgi_apps/test_async_views_and_limits.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import weakref
+from typing import Any, Callable
+
+import anyio
+import asgiref
+import pytest
+from asgiref.sync import async_to_sync
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bridge import BodyTooLargeError, WsgiToAsgi
+from bridge._types import Environ, StartResponse
+
+from .asgi_driver import Client, http_scope
+from .test_request_lifetime import Token, no_gc  # noqa: F401 - a fixture
+from .wsgi_apps import WAIT, wait_thread_event
+
+pytestmark = pytest.mark.anyio
+
+ADAPTER_LOGGER = "bridge.wsgi_to_asgi"
+
+
+def _headers(length: int | None) -> list[tuple[bytes, bytes]]:
+    headers = [(b"host", b"testserver")]
+    if length is not None:
+        headers.append((b"content-length", str(length).encode()))
+    return headers
+
+
+class Reader:
+    """A WSGI app that reads its whole body, and records what it got."""
+
+    def __init__(self, *, catch: bool = False) -> None:
+        self.catch = catch  # answer 500 itself, as Flask does with any exception
+        self.calls = 0
+        self.body: bytes | None = None
+        self.error: BaseException | None = None
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
+        self.calls += 1
+        try:
+            self.body = environ["wsgi.input"].read()
+        except BodyTooLargeError as exc:
+            self.error = exc
+            if not self.catch:
+                raise
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
+            return [b"the app's own error page"]
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"read %d" % len(self.body)]
+
+
+async def _post(app: WsgiToAsgi, parts: list[bytes], *, length: int | None) -> Client:
+    client = Client(parts)
+    await client.run(app, http_scope("/", method="POST", headers=_headers(length)), timeout=WAIT)
+    return client
+
+
+# -- max_body_size -----------------------------------------------------------------------
+
+
+def test_max_body_size_is_validated() -> None:
+    with pytest.raises(ValueError, match="max_body_size must be 0 or more"):
+        WsgiToAsgi(Reader(), max_body_size=-1)
+    assert WsgiToAsgi(Reader()).max_body_size is None
+
+
+@pytest.mark.parametrize("preload", [0, 1024])
+async def test_a_declared_length_over_the_limit_is_answered_413_before_the_app_runs(
+    preload: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = Reader()
+    adapter = WsgiToAsgi(app, max_body_size=10, preload_body=preload)
+    with caplog.at_level(logging.WARNING, ADAPTER_LOGGER):
+        client = await _post(adapter, [b"x" * 11], length=11)
+    exchange = client.exchange
+    assert app.calls == 0
+    assert client.receive_calls == 0  # not a byte of it read
+    assert exchange.status == 413
+    assert exchange.body == b"Content Too Large\n"
+    assert exchange.header(b"connection") == b"close"
+    assert "answering 413 Content Too Large: a declared body of 11 bytes, max_body_size is 10" in caplog.text
+
+
+async def test_a_body_of_exactly_the_limit_reaches_the_app() -> None:
+    for length in (10, None):
+        app = Reader()
+        adapter = WsgiToAsgi(app, max_body_size=10, preload_body=0)
+        client = await _post(adapter, [b"12345", b"67890"], length=length)
+        assert client.exchange.status == 200
+        assert app.body == b"1234567890"
+
+
+@pytest.mark.parametrize("catch", [False, True], ids=["app-raises", "app-answers-500"])
+async def test_a_streamed_body_over_the_limit_raises_in_the_app_and_is_answered_413(
+    catch: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = Reader(catch=catch)
+    adapter = WsgiToAsgi(app, max_body_size=10)
+    with caplog.at_level(logging.WARNING, ADAPTER_LOGGER):
+        client = await _post(adapter, [b"123456", b"789", b"abc", b"never read"], length=None)
+    assert isinstance(app.error, BodyTooLargeError)
+    assert isinstance(app.error, OSError)  # as a client that left: code that handles that stops
+    assert app.error.limit == 10
+    assert str(app.error) == "the request body is larger than max_body_size (10 bytes)"
+    # Whatever the app answered went nowhere: the client gets 413, once.
+    assert client.exchange.status == 413
+    assert client.exchange.body == b"Content Too Large\n"
+    assert "answering 413 Content Too Large: the body passed max_body_size (10 bytes)" in caplog.text
+    # Never more of the upload taken from the server than up to the chunk that passed it.
+    assert client.pending == [{"type": "http.request", "body": b"never read", "more_body": False}]
+
+
+async def test_a_first_message_over_the_limit_is_answered_413_before_the_app_runs() -> None:
+    app = Reader()
+    client = await _post(WsgiToAsgi(app, max_body_size=4), [b"12345", b"6"], length=None)
+    assert app.calls == 0
+    assert client.exchange.status == 413
+
+
+async def test_an_app_that_never_reads_is_not_refused() -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [])
+        return [b"did not read"]
+
+    client = await _post(WsgiToAsgi(app, max_body_size=4), [b"123", b"456"], length=None)
+    assert client.exchange.status == 200
+    assert client.exchange.body == b"did not read"
+
+
+async def test_a_response_already_started_is_cut_short_when_the_body_passes_the_limit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def app(environ: Environ, start_response: StartResponse) -> Any:
+        write = start_response("200 OK", [])
+        write(b"started")
+        yield environ["wsgi.input"].read()
+
+    with caplog.at_level(logging.WARNING, ADAPTER_LOGGER):
+        client = await _post(WsgiToAsgi(app, max_body_size=4), [b"123", b"456"], length=None)
+    assert client.exchange.status == 200
+    assert client.exchange.body == b"started"
+    assert not client.exchange.complete  # no final body: the server cuts the response
+    assert "passed max_body_size (4 bytes) after the response started" in caplog.text
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    parts=st.lists(st.binary(max_size=9), min_size=1, max_size=6),
+    limit=st.integers(min_value=0, max_value=40),
+    declare=st.booleans(),
+    preload=st.sampled_from([0, 1024]),
+)
+def test_property_the_app_gets_the_whole_body_or_the_client_gets_413(
+    parts: list[bytes], limit: int, declare: bool, preload: int
+) -> None:
+    """Oracle: a body within the limit reaches the app whole (answer 200); one over it
+    never reaches the app past the limit, and the answer is 413."""
+    body = b"".join(parts)
+    app = Reader()
+    adapter = WsgiToAsgi(app, max_body_size=limit, preload_body=preload)
+
+    async def run() -> Client:
+        return await _post(adapter, parts, length=len(body) if declare else None)
+
+    client = anyio.run(run)
+    if len(body) <= limit:
+        assert client.exchange.status == 200
+        assert app.body == body
+    else:
+        assert client.exchange.status == 413
+        assert app.body is None  # it never got a body, not even a truncated one
+        if declare:
+            assert app.calls == 0
+
+
+# -- environ["bridge.client_disconnected"] ---------------------------------------------------
+
+
+async def test_client_disconnected_answers_from_the_server_without_a_trip_per_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bridge import wsgi_to_asgi
+
+    trips = []
+    to_loop = wsgi_to_asgi._Link.to_loop
+
+    def counted(link: Any, func: Callable[..., Any], *args: Any) -> Any:
+        trips.append(getattr(func, "__name__", repr(func)))
+        return to_loop(link, func, *args)
+
+    monkeypatch.setattr(wsgi_to_asgi._Link, "to_loop", counted)
+    polled = threading.Event()
+    answers: list[bool] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        probe = environ["bridge.client_disconnected"]
+        answers.extend(probe() for _ in range(50))
+        polled.set()
+        for _ in range(int(WAIT / 0.01)):  # a long poll that stops when the client leaves
+            if probe():
+                answers.append(True)
+                break
+            threading.Event().wait(0.01)
+        start_response("200 OK", [])
+        return [b"too late"]
+
+    client = Client(b"")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(client.run, WsgiToAsgi(app), http_scope())
+        assert await wait_thread_event(polled)
+        client.disconnect()
+    assert answers[:50] == [False] * 50
+    assert answers[-1] is True
+    assert trips == ["watch"]  # one trip to start watching, none per call
+    assert client.exchange.messages == []  # the client had gone: nothing sent
+
+
+async def test_client_disconnected_after_the_request_is_over_makes_no_trip() -> None:
+    kept: list[Callable[[], bool]] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        kept.append(environ["bridge.client_disconnected"])
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    client = Client(b"")
+    await client.run(WsgiToAsgi(app), http_scope(), timeout=WAIT)
+    assert client.exchange.status == 200
+    # From a thread of the app's own, after the response: an answer, never a hang.
+    answer = await anyio.to_thread.run_sync(kept[0])
+    assert answer is False
+
+
+# -- async views on the server's loop ------------------------------------------------------
+
+
+async def test_async_views_run_on_the_servers_loop_on_asyncio(anyio_backend: str) -> None:
+    seen: dict[str, Any] = {}
+
+    async def view() -> bytes:
+        seen["loop"] = asyncio.get_running_loop()
+        seen["thread"] = threading.get_ident()
+        await asyncio.sleep(0)
+        return b"from the view"
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        body = async_to_sync(view)()  # what Flask's and Django's async views go through
+        start_response("200 OK", [])
+        return [body]
+
+    client = Client(b"")
+    await client.run(WsgiToAsgi(app), http_scope(), timeout=WAIT)
+    assert client.exchange.body == b"from the view"
+    if anyio_backend == "asyncio":
+        assert seen["loop"] is asyncio.get_running_loop()
+        assert seen["thread"] == threading.get_ident()
+    else:
+        # trio: asgiref runs only asyncio, so it makes a loop of its own per call, in a
+        # thread of its own, as under any WSGI server.
+        assert seen["thread"] != threading.get_ident()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_an_async_view_can_wait_for_what_the_loop_does(anyio_backend: str) -> None:
+    """No deadlock: the view awaits an event the server's loop sets meanwhile, made on
+    that loop before the request (as a lifespan startup would)."""
+    event = asyncio.Event()
+
+    async def view() -> bytes:
+        await asyncio.wait_for(event.wait(), WAIT)
+        return b"woken"
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        body = async_to_sync(view)()
+        start_response("200 OK", [])
+        return [body]
+
+    client = Client(b"")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(client.run, WsgiToAsgi(app), http_scope())
+        await anyio.sleep(0.05)
+        event.set()
+    assert client.exchange.body == b"woken"
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_an_async_views_error_reaches_the_wsgi_app(anyio_backend: str) -> None:
+    async def view() -> bytes:
+        raise LookupError("raised in the async view")
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        try:
+            async_to_sync(view)()
+        except LookupError as exc:
+            start_response("500 Internal Server Error", [])
+            return [str(exc).encode()]
+        raise AssertionError("the view's error was lost")
+
+    client = Client(b"")
+    await client.run(WsgiToAsgi(app), http_scope(), timeout=WAIT)
+    assert client.exchange.status == 500
+    assert client.exchange.body == b"raised in the async view"
+
+
+@pytest.mark.skipif(
+    tuple(int(part) for part in asgiref.__version__.split(".")[:2]) < (3, 8),
+    reason="asgiref before 3.8 does not tell which tasks async_to_sync starts (task_context)",
+)
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_cancelling_the_request_cancels_its_async_view(anyio_backend: str) -> None:
+    started = threading.Event()
+    outcome: list[str] = []
+
+    async def view() -> bytes:
+        started.set()
+        try:
+            await asyncio.sleep(WAIT * 2)
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+            raise
+        outcome.append("ran to the end")
+        return b""
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        try:
+            async_to_sync(view)()
+        except BaseException as exc:
+            outcome.append(f"the app saw {type(exc).__name__}")
+            raise
+        start_response("200 OK", [])
+        return [b""]
+
+    client = Client(b"")
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.run, WsgiToAsgi(app), http_scope())
+            assert await wait_thread_event(started)
+            tg.cancel_scope.cancel()
+    assert outcome == ["cancelled", "the app saw CancelledError"]
+
+
+# -- nothing of a request stays alive ---------------------------------------------------------
+
+
+@pytest.mark.usefixtures("no_gc")
+@pytest.mark.parametrize("mode", ["too-large-raised", "too-large-answered", "probe", "async-view"])
+async def test_request_objects_die_by_refcount(mode: str, anyio_backend: str) -> None:
+    """With the cyclic collector off, what the app made for a request dies with it, by
+    whichever new path it ended (a stored error or a bound method in the environ that
+    made a cycle would keep the whole request alive)."""
+    alive: weakref.WeakSet[Token] = weakref.WeakSet()
+
+    async def view(token: Token) -> bytes:
+        await asyncio.sleep(0)
+        return b"view"
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        token = Token()
+        alive.add(token)
+        environ["test.token"] = token
+        if mode == "probe":
+            assert environ["bridge.client_disconnected"]() is False
+        elif mode == "async-view":
+            async_to_sync(view)(token)
+        else:
+            try:
+                environ["wsgi.input"].read()
+            except BodyTooLargeError:
+                if mode == "too-large-raised":
+                    raise
+        start_response("200 OK", [])
+        return [b"answered"]
+
+    adapter = WsgiToAsgi(app, max_body_size=4)
+    for _ in range(3):
+        client = Client([b"123", b"456"])
+        await client.run(adapter, http_scope("/", method="POST", headers=_headers(None)), timeout=WAIT)
+        assert client.exchange.status == (413 if mode.startswith("too-large") else 200)
+        del client
+        deadline = time.monotonic() + WAIT
+        while alive and time.monotonic() < deadline:
+            await anyio.sleep(0.01)
+        assert not alive, f"{mode}: request objects still alive with gc disabled"
