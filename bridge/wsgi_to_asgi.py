@@ -40,15 +40,18 @@ from .environ import DEFAULT_MAX_DUPLICATE_HEADERS, build_environ
 from .errors import AppExitError, BadRequestError, BodyTooLargeError, ClientDisconnected, InvalidScopeError
 from .handoff import Closed, Handoff
 from .http import DEFAULT_PRELOAD_BODY, parse_content_length, parse_http_request
+from .spool import Received, message_type, receive_body
 from .workers import AnyioWorkers, AsyncioWorkers, Workers, track_async_views
 from .wsgi_response import WsgiResponse
 from .wsgi_streams import ErrorStream, StreamingInput
 
-__all__ = ["DEFAULT_MAX_THREADS", "WsgiToAsgi"]
+__all__ = ["DEFAULT_MAX_THREADS", "DEFAULT_SPOOL_BODY", "WsgiToAsgi"]
 
 logger = logging.getLogger("bridge.wsgi_to_asgi")
 
 DEFAULT_MAX_THREADS = 40
+#: spool_body's default: bodies up to 16 MiB are received before the app gets a thread.
+DEFAULT_SPOOL_BODY = 16 * 1024 * 1024
 
 # Chunks of a finished response up to this size go out as one http.response.body.
 _JOIN_LIMIT = 256 * 1024
@@ -85,10 +88,13 @@ class WsgiToAsgi:
         with 400 Bad Request.
     :param on_startup: callables run in a worker thread on ASGI lifespan startup.
     :param on_shutdown: callables run in a worker thread on ASGI lifespan shutdown.
-    :param preload_body: request bodies of at most this many bytes, with a known
-        length, are read in the event loop before the app gets a thread (no thread
-        waits on a slow upload, no hop per chunk); larger and chunked bodies stream
-        to ``wsgi.input`` as the app reads. ``0`` streams every body.
+    :param preload_body: request bodies of at most this many bytes are received in
+        the event loop's memory before the app gets a thread (no thread waits on a slow
+        upload, no hop per chunk), and read from memory.
+    :param spool_body: larger bodies up to this size are received before the app gets
+        a thread too, onto a temporary file (written in a thread, never on the loop),
+        which the app then reads. Larger bodies stream to ``wsgi.input`` as the app
+        reads, after what was received; with both sizes ``0``, every body streams.
     :param max_body_size: the largest request body the app gets, in bytes (``None``: no
         limit). A larger declared ``Content-Length`` is answered with 413 before the
         app runs; a body without one that grows past it makes the app's next read of
@@ -106,6 +112,7 @@ class WsgiToAsgi:
         on_startup: Sequence[Callable[[], object]] = (),
         on_shutdown: Sequence[Callable[[], object]] = (),
         preload_body: int = DEFAULT_PRELOAD_BODY,
+        spool_body: int = DEFAULT_SPOOL_BODY,
         max_body_size: int | None = None,
     ) -> None:
         if max_threads < 1:
@@ -114,6 +121,8 @@ class WsgiToAsgi:
             raise ValueError(f"max_duplicate_headers must be at least 1, got {max_duplicate_headers}")
         if preload_body < 0:
             raise ValueError(f"preload_body must be 0 or more, got {preload_body}")
+        if spool_body < 0:
+            raise ValueError(f"spool_body must be 0 or more, got {spool_body}")
         if max_body_size is not None and max_body_size < 0:
             raise ValueError(f"max_body_size must be 0 or more (or None: no limit), got {max_body_size}")
         #: The wrapped WSGI app; replaceable, as a2wsgi's (Connexion wraps it in place).
@@ -124,6 +133,7 @@ class WsgiToAsgi:
         self.on_startup = tuple(on_startup)
         self.on_shutdown = tuple(on_shutdown)
         self.preload_body = preload_body
+        self.spool_body = spool_body
         self.max_body_size = max_body_size
         # Workers per event loop: anyio's primitives belong to the loop that made them.
         self._workers: anyio.lowlevel.RunVar[Workers] = anyio.lowlevel.RunVar(
@@ -132,6 +142,11 @@ class WsgiToAsgi:
         # The last asyncio loop's workers, found without the RunVar lookup (which asks
         # sniffio for the running library: microseconds, on every request).
         self._last_workers: tuple[weakref.ref[asyncio.AbstractEventLoop], AsyncioWorkers] | None = None
+
+    @property
+    def receive_ahead(self) -> int:
+        """The most of a request body received before the app gets a thread."""
+        return max(self.preload_body, self.spool_body)
 
     @property
     def wsgi_app(self) -> WSGIApp:
@@ -201,7 +216,7 @@ class WsgiToAsgi:
             return
 
         message = await receive()
-        kind = _message_type(message)
+        kind = message_type(message)
         if kind == "http.disconnect":
             return  # the client left before the request began: nothing to run
         if kind != "http.request":
@@ -212,24 +227,38 @@ class WsgiToAsgi:
             # The slow path: bytes-like bodies are copied, anything else is refused,
             # naming the field (a str body must never reach the app).
             body, more_body = parse_http_request(message)
-        allowed = None
-        if max_body is not None and limit is None:
-            allowed = max_body - len(body)
-            if allowed < 0:
+        if max_body is not None and limit is None and len(body) > max_body:
+            await _send_too_large(send, f"the body passed max_body_size ({max_body} bytes)")
+            return
+        received: Received | None = None
+        if more_body and (limit is None or len(body) < limit <= self.receive_ahead) and self.receive_ahead:
+            # Received whole before the app gets a thread (or, chunked and longer than
+            # that, its start): a slow upload holds no thread meanwhile.
+            try:
+                received = await receive_body(
+                    receive,
+                    body,
+                    length=limit,
+                    memory=self.preload_body,
+                    spool=self.receive_ahead,
+                    max_body=max_body,
+                )
+            except BodyTooLargeError:
                 await _send_too_large(send, f"the body passed max_body_size ({max_body} bytes)")
                 return
-        if more_body and limit is not None:
-            if len(body) < limit <= self.preload_body:
-                preloaded = await _read_known_length(receive, body, limit)
-                if preloaded is None:
-                    logger.debug("client disconnected during its upload; the app was not run")
-                    return
-                body, more_body = preloaded, False
-            elif len(body) >= limit:
-                more_body = False  # the declared length is here; ignore anything beyond
-            remaining = limit - len(body)
-        else:
-            remaining = None
+            if received is None:
+                logger.debug("client disconnected during its upload; the app was not run")
+                return
+            body, more_body = received.data, not received.complete
+        elif limit is not None and len(body) >= limit:
+            more_body = False  # the declared length is here; ignore anything beyond
+        size = received.size if received is not None else len(body)
+        if limit is None and size and not more_body:
+            # A chunked body, whole: its length, as waitress gives it (Django reads no
+            # body without one).
+            environ["CONTENT_LENGTH"] = str(size)
+        remaining = limit - size if more_body and limit is not None else None
+        allowed = max_body - size if max_body is not None and limit is None else None
         workers = self._get_workers()
         receiver = _Receiver(receive, workers, not more_body, remaining, max_body, allowed)
         link = _Link(workers, receiver)
@@ -237,14 +266,21 @@ class WsgiToAsgi:
         sender = _Sender(send, link)
         worker = _Worker(self.app, environ, errors, self.strict, link, sender)
         streaming: StreamingInput | None = None
+        spool = received.file if received is not None else None
         if receiver.body_complete:
-            if limit is not None and len(body) > limit:
-                body = body[:limit]
-            environ["wsgi.input"] = io.BytesIO(body)
+            if spool is not None:
+                environ["wsgi.input"] = spool
+            else:
+                if limit is not None and len(body) > limit:
+                    body = body[:limit]
+                environ["wsgi.input"] = io.BytesIO(body)
         else:
             # The rest of the body streams in while the app runs: once the app reads,
             # the receiver task takes it from the server and hands it over, bounded.
-            environ["wsgi.input"] = streaming = StreamingInput(body, _BodyReader(link).pull, limit)
+            pull = _BodyReader(link).pull
+            if received is not None and spool is not None:
+                pull = received.chained(pull)
+            environ["wsgi.input"] = streaming = StreamingInput(body, pull, limit)
 
         handled: BaseException | None = None
         try:
@@ -283,6 +319,9 @@ class WsgiToAsgi:
             worker.handled_error = worker.stream_error = sender.send_error = None
             if streaming is not None:
                 streaming.detach()  # environ -> wsgi.input -> the reader -> environ
+            if spool is not None and not link.worker_active:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(spool.close)  # (else it closes when dropped)
         if receiver.too_large and link.gone:
             # The app read past max_body_size: whatever it answered went nowhere.
             if not sender.headers_sent:
@@ -322,42 +361,6 @@ class WsgiToAsgi:
             await send({"type": f"lifespan.{phase}.complete"})
             if phase == "shutdown":
                 return
-
-
-async def _read_known_length(receive: Receive, first: bytes, length: int) -> bytes | None:
-    """The rest of a body of known length, read in the loop; None if the client left.
-
-    Stops at ``length`` bytes or the end of the body, whichever comes first; bytes
-    beyond the declared length are never given to the app.
-    """
-    parts = [first]
-    received = len(first)
-    while received < length:
-        message = await receive()
-        kind = _message_type(message)
-        if kind == "http.disconnect":
-            return None
-        if kind != "http.request":
-            raise InvalidScopeError(f"expected http.request or http.disconnect from receive(), got {kind!r}")
-        chunk = message.get("body", b"")
-        more = message.get("more_body", False)
-        if type(chunk) is not bytes or type(more) is not bool:
-            chunk, more = parse_http_request(message)  # the slow path: copy, or refuse
-        if chunk:
-            parts.append(chunk)
-            received += len(chunk)
-        if not more:
-            break
-    return b"".join(parts)
-
-
-def _message_type(message: Any) -> object:
-    try:
-        return message.get("type")
-    except AttributeError:
-        raise InvalidScopeError(
-            f"receive() must return an ASGI message (a dict), got {type(message).__name__}"
-        ) from None
 
 
 class _Receiver:

@@ -14,8 +14,8 @@ under ``trio.run``, ``AsgiToWsgi(backend="trio")``):
   one body message goes back to the WSGI server as one), a preloaded upload (the 1 MiB
   echo: 1 MiB is the default ``preload_body``, so the body is read before the app
   runs) and a streamed upload (the same echo, the adapter built with
-  ``preload_body=0``): exact where exact (``PINS``), ranges otherwise
-  (``test_w2a_streamed_upload_*``, ``A2W_BOUNDS``);
+  ``preload_body=0`` and, for ``WsgiToAsgi``, ``spool_body=0``): exact where exact
+  (``PINS``), ranges otherwise (``test_w2a_streamed_upload_*``, ``A2W_BOUNDS``);
 * the streamed responses (1 MiB out in 16 chunks), whose wake-ups happen only when one
   side found the other waiting, a race by design: ranges,
   with ceilings that one more crossing per chunk breaks
@@ -82,7 +82,7 @@ class Case:
 CASES = {
     "w2a.hello": Case("w2a.hello"),  # a list response
     "w2a.echo-1mib": Case("w2a.echo-1mib"),  # 1 MiB preloaded
-    "w2a.echo-1mib-streamed": Case("w2a.echo-1mib", {"preload_body": 0}),
+    "w2a.echo-1mib-streamed": Case("w2a.echo-1mib", {"preload_body": 0, "spool_body": 0}),
     "w2a.out-1mib": Case("w2a.out-1mib"),
     "a2w.hello": Case("a2w.hello"),  # the response goes back as a one-element list
     "a2w.echo-1mib": Case("a2w.echo-1mib"),  # 1 MiB preloaded

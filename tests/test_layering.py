@@ -20,7 +20,7 @@ PURE_MODULES = [
     "asgi_response.py",
 ]
 FORBIDDEN = {"anyio", "asyncio", "trio", "threading", "queue", "concurrent", "socket", "sniffio"}
-GLUE_MODULES = {"wsgi_to_asgi", "asgi_to_wsgi", "loop_thread", "lifespan", "handoff", "workers"}
+GLUE_MODULES = {"wsgi_to_asgi", "asgi_to_wsgi", "loop_thread", "lifespan", "handoff", "workers", "spool"}
 
 
 @pytest.mark.parametrize("name", PURE_MODULES)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 import threading
 import time
 import weakref
@@ -32,6 +33,8 @@ from .wsgi_apps import WAIT, wait_thread_event
 pytestmark = pytest.mark.anyio
 
 ADAPTER_LOGGER = "bridge.wsgi_to_asgi"
+#: Every body streams to wsgi.input as the app reads (nothing received ahead).
+STREAMED: dict[str, Any] = {"preload_body": 0, "spool_body": 0}
 
 
 def _headers(length: int | None) -> list[tuple[bytes, bytes]]:
@@ -110,7 +113,7 @@ async def test_a_streamed_body_over_the_limit_raises_in_the_app_and_is_answered_
     catch: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = Reader(catch=catch)
-    adapter = WsgiToAsgi(app, max_body_size=10)
+    adapter = WsgiToAsgi(app, max_body_size=10, **STREAMED)
     with caplog.at_level(logging.WARNING, ADAPTER_LOGGER):
         client = await _post(adapter, [b"123456", b"789", b"abc", b"never read"], length=None)
     assert isinstance(app.error, BodyTooLargeError)
@@ -125,19 +128,36 @@ async def test_a_streamed_body_over_the_limit_raises_in_the_app_and_is_answered_
     assert client.pending == [{"type": "http.request", "body": b"never read", "more_body": False}]
 
 
-async def test_a_first_message_over_the_limit_is_answered_413_before_the_app_runs() -> None:
+@pytest.mark.parametrize("options", [{}, STREAMED], ids=["received-ahead", "streamed"])
+async def test_a_first_message_over_the_limit_is_answered_413_before_the_app_runs(
+    options: dict[str, Any],
+) -> None:
     app = Reader()
-    client = await _post(WsgiToAsgi(app, max_body_size=4), [b"12345", b"6"], length=None)
+    client = await _post(WsgiToAsgi(app, max_body_size=4, **options), [b"12345", b"6"], length=None)
     assert app.calls == 0
     assert client.exchange.status == 413
 
 
-async def test_an_app_that_never_reads_is_not_refused() -> None:
+@pytest.mark.parametrize("spool", [0, 64], ids=["in-memory", "spooled"])
+async def test_a_chunked_body_received_ahead_over_the_limit_is_answered_413_before_the_app_runs(
+    spool: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = Reader()
+    adapter = WsgiToAsgi(app, max_body_size=10, preload_body=8, spool_body=spool)
+    with caplog.at_level(logging.WARNING, ADAPTER_LOGGER):
+        client = await _post(adapter, [b"1234", b"5678", b"9abc", b"never read"], length=None)
+    assert app.calls == 0
+    assert client.exchange.status == 413
+    assert client.pending == [{"type": "http.request", "body": b"never read", "more_body": False}]
+    assert "answering 413 Content Too Large: the body passed max_body_size (10 bytes)" in caplog.text
+
+
+async def test_an_app_that_never_reads_a_streamed_body_is_not_refused() -> None:
     def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
         start_response("200 OK", [])
         return [b"did not read"]
 
-    client = await _post(WsgiToAsgi(app, max_body_size=4), [b"123", b"456"], length=None)
+    client = await _post(WsgiToAsgi(app, max_body_size=4, **STREAMED), [b"123", b"456"], length=None)
     assert client.exchange.status == 200
     assert client.exchange.body == b"did not read"
 
@@ -151,7 +171,7 @@ async def test_a_response_already_started_is_cut_short_when_the_body_passes_the_
         yield environ["wsgi.input"].read()
 
     with caplog.at_level(logging.WARNING, ADAPTER_LOGGER):
-        client = await _post(WsgiToAsgi(app, max_body_size=4), [b"123", b"456"], length=None)
+        client = await _post(WsgiToAsgi(app, max_body_size=4, **STREAMED), [b"123", b"456"], length=None)
     assert client.exchange.status == 200
     assert client.exchange.body == b"started"
     assert not client.exchange.complete  # no final body: the server cuts the response
@@ -163,16 +183,18 @@ async def test_a_response_already_started_is_cut_short_when_the_body_passes_the_
     parts=st.lists(st.binary(max_size=9), min_size=1, max_size=6),
     limit=st.integers(min_value=0, max_value=40),
     declare=st.booleans(),
-    preload=st.sampled_from([0, 1024]),
+    preload=st.sampled_from([0, 6, 1024]),
+    spool=st.sampled_from([0, 12, 16 * 1024 * 1024]),
 )
 def test_property_the_app_gets_the_whole_body_or_the_client_gets_413(
-    parts: list[bytes], limit: int, declare: bool, preload: int
+    parts: list[bytes], limit: int, declare: bool, preload: int, spool: int
 ) -> None:
-    """Oracle: a body within the limit reaches the app whole (answer 200); one over it
-    never reaches the app past the limit, and the answer is 413."""
+    """Oracle: a body within the limit reaches the app whole (answer 200), by whichever
+    path (in memory, spooled to a file, streamed, or spooled and then streamed); one
+    over it never reaches the app past the limit, and the answer is 413."""
     body = b"".join(parts)
     app = Reader()
-    adapter = WsgiToAsgi(app, max_body_size=limit, preload_body=preload)
+    adapter = WsgiToAsgi(app, max_body_size=limit, preload_body=preload, spool_body=spool)
 
     async def run() -> Client:
         return await _post(adapter, parts, length=len(body) if declare else None)
@@ -386,7 +408,7 @@ async def test_request_objects_die_by_refcount(mode: str, anyio_backend: str) ->
         start_response("200 OK", [])
         return [b"answered"]
 
-    adapter = WsgiToAsgi(app, max_body_size=4)
+    adapter = WsgiToAsgi(app, max_body_size=4, **STREAMED)
     for _ in range(3):
         client = Client([b"123", b"456"])
         await client.run(adapter, http_scope("/", method="POST", headers=_headers(None)), timeout=WAIT)
@@ -396,3 +418,113 @@ async def test_request_objects_die_by_refcount(mode: str, anyio_backend: str) ->
         while alive and time.monotonic() < deadline:
             await anyio.sleep(0.01)
         assert not alive, f"{mode}: request objects still alive with gc disabled"
+
+
+# -- spool_body: received before the app gets a thread ------------------------------------------
+
+
+class Spied:
+    """Records which thread made and wrote the spool files (a spy: the real calls run)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from bridge import spool
+
+        self.threads: list[int] = []
+        self.files: list[Any] = []
+        make, write, rewind = tempfile.TemporaryFile, spool._write, spool._rewind
+
+        def spied_make() -> Any:
+            self.threads.append(threading.get_ident())
+            file = make()
+            self.files.append(file)
+            return file
+
+        def spied_write(file: Any, parts: list[bytes]) -> None:
+            self.threads.append(threading.get_ident())
+            write(file, parts)
+
+        def spied_rewind(file: Any, parts: list[bytes]) -> None:
+            self.threads.append(threading.get_ident())
+            rewind(file, parts)
+
+        monkeypatch.setattr(tempfile, "TemporaryFile", spied_make)
+        monkeypatch.setattr(spool, "_write", spied_write)
+        monkeypatch.setattr(spool, "_rewind", spied_rewind)
+
+
+@pytest.mark.parametrize("declare", [True, False], ids=["content-length", "chunked"])
+async def test_a_body_over_preload_body_is_spooled_to_a_file_off_the_loop_before_the_app_runs(
+    declare: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spied = Spied(monkeypatch)
+    seen: dict[str, Any] = {}
+    parts = [bytes([65 + i]) * 100_000 for i in range(8)]  # 800 kB, in 8 messages
+    body = b"".join(parts)
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        stream = environ["wsgi.input"]
+        seen["stream"] = stream
+        seen["length"] = environ.get("CONTENT_LENGTH")
+        seen["data"] = stream.read()
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    client = Client(parts)
+    adapter = WsgiToAsgi(app, preload_body=1000, spool_body=len(body))
+    scope = http_scope("/", method="POST", headers=_headers(len(body) if declare else None))
+    await client.run(adapter, scope, timeout=WAIT)
+    assert seen["data"] == body
+    assert seen["length"] == str(len(body))  # declared, or the spooled length (chunked)
+    assert client.receive_calls == len(parts)  # all of it before the app ran: it read a file
+    assert seen["stream"] is spied.files[0] and seen["stream"].closed  # closed after the request
+    assert spied.threads and threading.get_ident() not in spied.threads  # never on the loop
+
+
+async def test_a_chunked_body_longer_than_spool_body_streams_after_the_spooled_part(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spied = Spied(monkeypatch)
+    parts = [bytes([65 + i]) * 3000 for i in range(10)]
+    seen: list[bytes] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        seen.append(environ["wsgi.input"].read())
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    client = Client(parts)
+    await client.run(
+        WsgiToAsgi(app, preload_body=2000, spool_body=8000), http_scope("/", method="POST"), timeout=WAIT
+    )
+    assert seen == [b"".join(parts)]
+    assert len(spied.files) == 1 and spied.files[0].closed
+
+
+async def test_a_client_leaving_while_its_body_spools_never_reaches_the_app(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    spied = Spied(monkeypatch)
+    called: list[bool] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        called.append(True)
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    client = Client([b"x" * 5000, b"y" * 5000, b"z" * 5000])
+    client.pending[2:] = [{"type": "http.disconnect"}]  # after the file was made
+    with caplog.at_level(logging.DEBUG, ADAPTER_LOGGER):
+        await client.run(
+            WsgiToAsgi(app, preload_body=1000, spool_body=100_000),
+            http_scope("/", method="POST", headers=_headers(20_000)),
+            timeout=WAIT,
+        )
+    assert called == []
+    assert client.exchange.messages == []
+    assert len(spied.files) == 1 and spied.files[0].closed  # no descriptor left open
+    assert "client disconnected during its upload; the app was not run" in caplog.text
+
+
+def test_spool_body_is_validated() -> None:
+    with pytest.raises(ValueError, match="spool_body must be 0 or more"):
+        WsgiToAsgi(Reader(), spool_body=-1)

@@ -1,5 +1,6 @@
-"""Flask and Django async views on the server's own event loop, ``max_body_size`` (413)
-and ``environ["bridge.client_disconnected"]``, on uvicorn and hypercorn (asyncio).
+"""Flask and Django async views on the server's own event loop, ``max_body_size`` (413),
+``environ["bridge.client_disconnected"]`` and slow uploads that hold no thread
+(``spool_body``), on uvicorn and hypercorn (asyncio).
 
 The app (``apps/async_views.py``) is an ASGI app mounting Flask and Django through
 ``WsgiToAsgi``; its lifespan startup makes an event on the server's loop. On trio
@@ -9,7 +10,9 @@ happens there.
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 import uuid
 from typing import Iterator
 
@@ -19,6 +22,7 @@ import pytest
 from tests.servers import wait_until
 
 from .helpers import wait_for_log
+from .rawhttp import ResponseReader, request_bytes
 from .servers import Server, serve
 
 APP = "tests.integration_wsgi_apps.apps.async_views:app"
@@ -122,3 +126,40 @@ def test_a_long_poll_learns_that_its_client_left(server: Server) -> None:
             what="the long poll to end",
         )
     assert outcome == "stopped: the client left"
+
+
+def test_slow_uploads_hold_no_thread(server: Server) -> None:
+    """Twice as many clients as the pool has threads each send the start of a 2 MiB
+    upload and stall: the bodies are received (spooled) before the app gets a thread,
+    so the pool stays free and a small request is answered at once. Streamed to the app
+    instead, each stalled upload would hold a thread, and the small request would wait
+    until the uploads end."""
+    size, threads = 2 * 1024 * 1024, 4  # apps/async_views.py: POOL_THREADS
+    head = request_bytes(
+        "POST", "/pool/upload", host=f"127.0.0.1:{server.port}", headers=[("Content-Length", str(size))]
+    )
+    uploads: list[socket.socket] = []
+    try:
+        for _ in range(2 * threads):
+            sock = server.connect()
+            sock.sendall(head + b"u" * (64 * 1024))
+            uploads.append(sock)
+        with server.client() as client:
+            started = time.monotonic()
+            response = client.get("/pool/hello", timeout=3.0)
+            elapsed = time.monotonic() - started
+        assert (response.status_code, response.text) == (200, "hello")
+        print(
+            f"\n[spool] {server.kind}: a small request took {elapsed * 1000:.0f} ms"
+            f" beside {len(uploads)} stalled uploads"
+        )
+        # The uploads then end, and each app reads its whole body (from the spool file).
+        for sock in uploads:
+            sock.sendall(b"u" * (size - 64 * 1024))
+        for sock in uploads:
+            sock.settimeout(10.0)
+            answer = ResponseReader(sock).read("POST")
+            assert (answer.status, answer.body) == (200, f"read {size} bytes".encode())
+    finally:
+        for sock in uploads:
+            sock.close()

@@ -129,12 +129,12 @@ def start_upload(server: Server, token: str, *, length: int, sent: int) -> socke
 
 @pytest.mark.parametrize("how", ["fin", "rst"])
 def test_client_leaving_mid_upload_raises_oserror_in_the_app(server: Server, how: str) -> None:
-    """The app reads a 10 MiB upload; the client leaves after 1 MiB. wsgi.input.read()
-    must raise an OSError (a truncated body must never look complete), and the
-    thread is given back (two threads only)."""
+    """The app reads a 32 MiB upload (past spool_body's 16 MiB: it streams); the client
+    leaves after 1 MiB. wsgi.input.read() must raise an OSError (a truncated body must
+    never look complete), and the thread is given back (two threads only)."""
     for _ in range(3):  # more rounds than threads: a leaked thread would show
         token = uuid.uuid4().hex
-        sock = start_upload(server, token, length=10 * 1024 * 1024, sent=1024 * 1024)
+        sock = start_upload(server, token, length=32 * 1024 * 1024, sent=1024 * 1024)
         with server.client() as client:
 
             def outcome(token: str = token) -> str:

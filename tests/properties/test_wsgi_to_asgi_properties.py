@@ -17,8 +17,10 @@ PEP 3333 server would do, and :func:`check` holds the run against it:
   the adapter's threads come back to the baseline.
 
 The loop runs in a blocking portal per backend, shared by the module, with one
-adapter per ``preload_body`` setting: that is how a server uses the adapter (one loop,
-one pool), and it lets the thread count settle to a baseline.
+adapter per ``preload_body`` setting (``SPOOLS`` gives each its ``spool_body``: every
+body streamed; 16 bytes in memory, then a file up to 40, then the rest streamed; the
+defaults): that is how a server uses the adapter (one loop, one pool), and it lets the
+thread count settle to a baseline.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from hypothesis import strategies as st
 
 from bridge import WsgiToAsgi
 from bridge.errors import BridgeError, ClientDisconnected, InvalidScopeError, ResponseError
+from bridge.wsgi_to_asgi import DEFAULT_SPOOL_BODY
 
 from .conftest import PROFILE_TIMEOUT
 from .lifetime import cycle_garbage, wait_dead
@@ -49,6 +52,7 @@ REQUEST_BOUND = 4.0
 ENDLESS_BOUND = 2.5
 MAX_THREADS = 4
 PRELOADS = (0, 16, 1024 * 1024)
+SPOOLS = {0: 0, 16: 40, 1024 * 1024: DEFAULT_SPOOL_BODY}
 
 
 class AppError(Exception):
@@ -778,7 +782,10 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     before = threading.active_count()
     with start_blocking_portal(request.param) as portal:
         dispatch = Dispatch()
-        adapters = {p: WsgiToAsgi(dispatch, max_threads=MAX_THREADS, preload_body=p) for p in PRELOADS}
+        adapters = {
+            p: WsgiToAsgi(dispatch, max_threads=MAX_THREADS, preload_body=p, spool_body=SPOOLS[p])
+            for p in PRELOADS
+        }
         # Each adapter's pool, plus the loop's own helper threads (anyio/trio caches).
         yield Backend(request.param, portal, dispatch, adapters, baseline=before + 1)
     del adapters

@@ -1,5 +1,6 @@
-"""Flask and Django async views, ``max_body_size`` and the disconnect probe, through
-the bridge on a real server: ``tests.integration_wsgi_apps.apps.async_views:app``.
+"""Flask and Django async views, ``max_body_size``, the disconnect probe and slow
+uploads (``spool_body``), through the bridge on a real server:
+``tests.integration_wsgi_apps.apps.async_views:app``.
 
 An ASGI app of its own at the top, as a FastAPI or Starlette app mounting a legacy app
 would be: its lifespan startup makes objects bound to the server's loop (``SHARED``),
@@ -80,6 +81,11 @@ def flask_upload() -> Any:
     return f"read {len(request.get_data())} bytes"
 
 
+@flask_app.get("/hello")
+def flask_hello() -> Any:
+    return "hello"
+
+
 @flask_app.get("/poll")
 def flask_poll() -> Any:
     """A long poll that stops as soon as its client has left."""
@@ -121,6 +127,9 @@ urlpatterns = [path("loop", django_loop), path("wait", django_wait)]
 
 flask_bridge = WsgiToAsgi(flask_app, max_body_size=BODY_LIMIT)
 django_bridge = WsgiToAsgi(get_wsgi_application())
+#: A small pool and the default spool_body: slow uploads must not take its threads.
+POOL_THREADS = 4
+pool_bridge = WsgiToAsgi(flask_app, max_threads=POOL_THREADS)
 
 
 # -- the ASGI app on top -----------------------------------------------------------------------
@@ -145,7 +154,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     path_ = scope["path"]
-    for prefix, bridge in (("/flask", flask_bridge), ("/django", django_bridge)):
+    for prefix, bridge in (("/flask", flask_bridge), ("/django", django_bridge), ("/pool", pool_bridge)):
         if path_.startswith(prefix + "/"):
             # As Starlette's Mount does: the path keeps the prefix, root_path names it.
             scope = dict(scope, root_path=scope.get("root_path", "") + prefix)

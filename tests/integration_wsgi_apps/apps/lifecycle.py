@@ -165,6 +165,8 @@ def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
 
 asgi = WsgiToAsgi(app)
 asgi_two_threads = WsgiToAsgi(app, max_threads=2)
+#: Every request body streams to wsgi.input as the app reads (none received ahead).
+asgi_streamed = WsgiToAsgi(app, preload_body=0, spool_body=0)
 asgiref_asgi = AsgirefWsgiToAsgi(app)  # type: ignore[no-untyped-call]  # unannotated __init__
 
 

@@ -1,0 +1,145 @@
+"""WsgiToAsgi's request body, received on the event loop before the app gets a thread.
+
+A WSGI app reads its body with blocking calls, so a body that streams in while the app
+runs holds one of the adapter's threads for as long as the client takes to send it: a
+few dozen slow uploads would take every thread, and every other request would wait. As
+a reverse proxy's request buffering does, the body is therefore received first, in
+memory up to ``memory`` bytes and on a temporary file beyond it, up to ``spool`` bytes.
+The file is created, written and rewound in a thread of anyio's (never on the loop), in
+writes of at least :data:`WRITE_SIZE`, so a request holds at most that much in memory
+while it spools. A body longer than ``spool`` (known from its Content-Length, or found
+while receiving a chunked one) streams to the app as before, after what was received.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import IO, Any, Callable, Tuple
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+
+from ._types import Receive
+from .errors import BodyTooLargeError, InvalidScopeError
+from .http import parse_http_request
+
+__all__ = ["WRITE_SIZE", "Received", "message_type", "receive_body"]
+
+#: Bytes gathered in memory before each write to the spool file.
+WRITE_SIZE = 256 * 1024
+#: Bytes read from the spool file at a time, when a streamed body resumes after it.
+_READ_SIZE = 256 * 1024
+
+
+class Received:
+    """The part of a request body that arrived before the app runs: in ``data``, or on
+    ``file`` (a temporary file at its start, which the receiver must close), ``size``
+    bytes in all; ``complete`` unless more is still to come from the server."""
+
+    __slots__ = ("complete", "data", "file", "size")
+
+    def __init__(self, data: bytes, file: IO[bytes] | None, size: int, complete: bool) -> None:
+        self.data = data
+        self.file = file
+        self.size = size
+        self.complete = complete
+
+    def chained(self, rest: Callable[[], Tuple[bytes, bool]]) -> Callable[[], Tuple[bytes, bool]]:
+        """A ``pull`` for :class:`bridge.wsgi_streams.StreamingInput`: the spooled part
+        from the file (in the worker thread, which reads), then ``rest``."""
+        file = self.file
+        assert file is not None
+
+        def pull() -> Tuple[bytes, bool]:
+            if not file.closed:
+                data = file.read(_READ_SIZE)
+                if data:
+                    return data, True
+                file.close()
+            return rest()
+
+        return pull
+
+
+def message_type(message: Any) -> object:
+    """The ``type`` of what ``receive()`` returned; InvalidScopeError if it is no dict."""
+    try:
+        return message.get("type")
+    except AttributeError:
+        raise InvalidScopeError(
+            f"receive() must return an ASGI message (a dict), got {type(message).__name__}"
+        ) from None
+
+
+def _write(file: IO[bytes], parts: list[bytes]) -> None:
+    file.writelines(parts)
+
+
+def _rewind(file: IO[bytes], parts: list[bytes]) -> None:
+    file.writelines(parts)
+    file.flush()
+    file.seek(0)
+
+
+async def receive_body(
+    receive: Receive,
+    first: bytes,
+    *,
+    length: int | None,
+    memory: int,
+    spool: int,
+    max_body: int | None,
+) -> Received | None:
+    """Receive the rest of a body whose first message brought ``first`` (and said more
+    is to come), up to ``length`` bytes (its Content-Length; None: chunked, up to
+    ``spool`` bytes, then the rest streams); None if the client left meanwhile.
+
+    Bytes past ``length`` are never kept. Raises BodyTooLargeError when a chunked body
+    passes ``max_body``, and InvalidScopeError for a message that breaks the ASGI spec.
+    """
+    parts = [first] if first else []
+    size = pending = len(first)
+    file: IO[bytes] | None = None
+    more = True
+    try:
+        while more and (length is None or size < length):
+            if length is None and size > spool:
+                break  # too long to hold: the rest streams to the app as it reads
+            message = await receive()
+            kind = message_type(message)
+            if kind == "http.disconnect":
+                return None
+            if kind != "http.request":
+                raise InvalidScopeError(
+                    f"expected http.request or http.disconnect from receive(), got {kind!r}"
+                )
+            chunk = message.get("body", b"")
+            more = message.get("more_body", False)
+            if type(chunk) is not bytes or type(more) is not bool:
+                chunk, more = parse_http_request(message)  # the slow path: copy, or refuse
+            if length is not None and size + len(chunk) > length:
+                chunk, more = chunk[: length - size], False
+            if max_body is not None and size + len(chunk) > max_body:
+                raise BodyTooLargeError(max_body)
+            if not chunk:
+                await anyio.lowlevel.checkpoint()  # a receive() that never suspends
+                continue
+            parts.append(chunk)
+            size += len(chunk)
+            pending += len(chunk)
+            if file is None and size > memory:
+                file = await anyio.to_thread.run_sync(tempfile.TemporaryFile)
+            if file is not None and pending >= WRITE_SIZE:
+                await anyio.to_thread.run_sync(_write, file, parts)
+                parts, pending = [], 0
+        if file is None:
+            return Received(b"".join(parts), None, size, not more or size == length)
+        await anyio.to_thread.run_sync(_rewind, file, parts)
+        received = Received(b"", file, size, not more or size == length)
+        file = None  # the caller's now
+        return received
+    finally:
+        if file is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(file.close)
