@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from typing import Any, Iterable, Iterator
 
 from bridge import AsgiToWsgi, WsgiToAsgi
@@ -235,3 +236,45 @@ async def asgi_hangs_on_post(scope: Scope, receive: Receive, send: Send) -> None
 
         await anyio.sleep_forever()
     await asgi_app(scope, receive, send)
+
+
+def wsgi_bare_status(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200", [("Content-Type", "text/plain")])  # no reason phrase
+    return [b"x"]
+
+
+def wsgi_raises(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    raise RuntimeError("the database is down")
+
+
+#: Set by a test to let the hung requests of wsgi_hangs_on_post go (threads do not leak).
+release_hung = threading.Event()
+
+
+def wsgi_hangs_on_post(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    if environ["REQUEST_METHOD"] == "POST":
+        release_hung.wait(60)
+    return wsgi_app(environ, start_response)
+
+
+def make_app(kind: str = "wsgi", *, wrapped: bool = False) -> Any:
+    """A factory with arguments, as gunicorn's ``'MODULE:make_app("asgi")'`` calls it."""
+    app: Any = asgi_app if kind == "asgi" else wsgi_app
+    if wrapped:
+        app = AsgiToWsgi(app) if kind == "asgi" else WsgiToAsgi(app)
+    return app
+
+
+async def asgi_startup_raises(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "lifespan":
+        await receive()
+        raise RuntimeError("cannot reach the database")
+    await asgi_app(scope, receive, send)
+
+
+def _connect_to_database() -> None:
+    raise ConnectionRefusedError("cannot reach the database")
+
+
+#: Already an adapter, with a startup hook that fails: served as it is on an ASGI server.
+wrapped_wsgi_startup_fails = WsgiToAsgi(wsgi_app, on_startup=[_connect_to_database])

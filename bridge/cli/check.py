@@ -10,6 +10,7 @@ itself refuses is seen as well.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import threading
 import traceback
@@ -58,6 +59,10 @@ class Finding:
 
     @property
     def severity(self) -> Severity:
+        if self.rule == "app-error":
+            # An app that raises on a probe fails the check: a server would answer 500.
+            # (Until bridge.rules gives app-error that severity itself.)
+            return "error"
         return RULES[self.rule].severity
 
 
@@ -67,6 +72,10 @@ class Outcome:
     status: int | None = None
     length: int = 0
 
+    def line(self) -> str:
+        status = str(self.status) if self.status is not None else "---"
+        return f"  {self.probe!s:<44} {status}  {self.length} bytes"
+
 
 @dataclass
 class Report:
@@ -74,6 +83,11 @@ class Report:
     outcomes: list[Outcome] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     tracebacks: list[str] = field(default_factory=list)
+    on_outcome: Callable[[Outcome], object] = field(default=lambda outcome: None, repr=False)
+
+    def add_outcome(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+        self.on_outcome(outcome)
 
     @property
     def errors(self) -> list[Finding]:
@@ -83,11 +97,9 @@ class Report:
     def warnings(self) -> list[Finding]:
         return [f for f in self.findings if f.severity == "warning"]
 
-    def render(self, *, verbose: bool = False) -> str:
-        lines = []
-        for outcome in self.outcomes:
-            status = str(outcome.status) if outcome.status is not None else "---"
-            lines.append(f"  {outcome.probe!s:<44} {status}  {outcome.length} bytes")
+    def render(self, *, verbose: bool = False, outcomes: bool = True) -> str:
+        """The report; ``outcomes=False`` leaves out the probes' lines (printed as they ran)."""
+        lines = [outcome.line() for outcome in self.outcomes] if outcomes else []
         for finding in self.findings:
             rule = RULES[finding.rule]
             lines.append(f"{finding.severity}: {finding.probe}: {finding.message}")
@@ -117,21 +129,34 @@ def default_probes(paths: Sequence[str] = ("/",)) -> list[Probe]:
     return probes
 
 
-def check_app(loaded: Loaded, probes: Sequence[Probe], *, timeout: float = 10.0) -> Report:
-    """Run every probe through the adapter the app needs and collect what it breaks."""
+def check_app(
+    loaded: Loaded,
+    probes: Sequence[Probe],
+    *,
+    timeout: float = 10.0,
+    on_outcome: Callable[[Outcome], object] | None = None,
+) -> Report:
+    """Run every probe through the adapter the app needs and collect what it breaks.
+
+    Each probe takes at most ``timeout`` seconds: one the app does not answer in time is
+    reported and left behind (its thread is a daemon), not waited for. ``on_outcome`` is
+    called with each probe's outcome as soon as it is known.
+    """
     app = loaded.app
+    wsgi = isinstance(app, WsgiToAsgi) or (
+        not isinstance(app, AsgiToWsgi) and loaded.detection.interface == "wsgi"
+    )
+    report = Report("wsgi" if wsgi else "asgi")
+    if on_outcome is not None:
+        report.on_outcome = on_outcome
     # An adapter the module built already: check the app inside it.
     if isinstance(app, WsgiToAsgi):
-        report = Report("wsgi")
         _check_wsgi(app.wsgi_app, probes, report, timeout)
     elif isinstance(app, AsgiToWsgi):
-        report = Report("asgi")
         _check_asgi(app.app, probes, report, timeout)
-    elif loaded.detection.interface == "wsgi":
-        report = Report("wsgi")
+    elif wsgi:
         _check_wsgi(app, probes, report, timeout)  # type: ignore[arg-type]
     else:
-        report = Report("asgi")
         _check_asgi(guarantee_single_callable(app), probes, report, timeout)  # type: ignore[no-untyped-call]
     return report
 
@@ -147,14 +172,26 @@ class _Recorder:
         self.probe = label or str(probe)
         self.outcome = Outcome(probe)
         self.count = 0
+        #: Set when the probe timed out: what its abandoned app does later is not reported.
+        self.closed = False
 
     def add(self, rule: str, message: str, probe: str = "") -> None:
+        if self.closed:
+            return
         finding = Finding(rule, probe or self.probe, message)
         if finding not in self.report.findings:
             self.report.findings.append(finding)
             self.count += 1
 
+    def give_up(self, timeout: float) -> None:
+        """The probe timed out: report it, and nothing its app does from now on."""
+        self.add("timeout", f"no complete response within {timeout:g} s")
+        self.closed = True
+        self.outcome = dataclasses.replace(self.outcome)  # the abandoned app keeps the old one
+
     def failed(self, exc: BaseException) -> None:
+        if self.closed:
+            return
         if isinstance(exc, LifespanError):
             self.add("lifespan", str(exc), probe="lifespan")  # once, not once per probe
             return
@@ -202,20 +239,32 @@ def _body_parts(probe: Probe) -> list[bytes]:
 
 
 def _check_wsgi(app: WSGIApp, probes: Sequence[Probe], report: Report, timeout: float) -> None:
-    inspector = _WsgiInspector(app)
-    adapter = WsgiToAsgi(inspector, strict=True)
+    for probe in probes:
+        recorder = _Recorder(report, probe)
+        adapter = WsgiToAsgi(_WsgiInspector(app, recorder), strict=True)
+        # Each probe on an event loop of its own, in a daemon thread: a probe the app does
+        # not answer in time is left behind as it is. (Cancelling it would make WsgiToAsgi
+        # wait, rightly for a server, for the app's thread to give the request up.)
+        done = threading.Event()
+        thread = threading.Thread(
+            target=_run_loop, args=(adapter, probe, recorder, done), name=f"bridge check {probe}", daemon=True
+        )
+        thread.start()
+        if not done.wait(timeout):
+            recorder.give_up(timeout)
+        report.add_outcome(recorder.outcome)
 
-    async def run_all() -> None:
-        for probe in probes:
-            inspector.recorder = recorder = _Recorder(report, probe)
-            await _drive_asgi(adapter, probe, recorder, timeout)
-            report.outcomes.append(recorder.outcome)
 
-    anyio.run(run_all)
+def _run_loop(app: ASGIApp, probe: Probe, recorder: _Recorder, done: threading.Event) -> None:
+    try:
+        anyio.run(_drive_asgi, app, probe, recorder)
+    finally:
+        done.set()
 
 
-async def _drive_asgi(app: ASGIApp, probe: Probe, recorder: _Recorder, timeout: float) -> None:
+async def _drive_asgi(app: ASGIApp, probe: Probe, recorder: _Recorder) -> None:
     """Play an ASGI server for one request."""
+    outcome = recorder.outcome  # (kept: a probe that timed out reports a copy)
     parts = _body_parts(probe)
     done = anyio.Event()
 
@@ -228,17 +277,14 @@ async def _drive_asgi(app: ASGIApp, probe: Probe, recorder: _Recorder, timeout: 
 
     async def send(message: Message) -> None:
         if message["type"] == "http.response.start":
-            recorder.outcome.status = message["status"]
+            outcome.status = message["status"]
         elif message["type"] == "http.response.body":
-            recorder.outcome.length += len(message.get("body", b""))
+            outcome.length += len(message.get("body", b""))
             if not message.get("more_body", False):
                 done.set()
 
     try:
-        with anyio.fail_after(timeout):
-            await app(_scope(probe), receive, send)
-    except TimeoutError:
-        recorder.add("timeout", f"no complete response within {timeout:g} s")
+        await app(_scope(probe), receive, send)
     except Exception as exc:
         recorder.failed(exc)
     finally:
@@ -249,17 +295,20 @@ class _WsgiInspector:
     """Watches each call of the app through a PEP 3333 response machine in recording
     mode; ``recorder`` is the probe being run."""
 
-    recorder: _Recorder
-
-    def __init__(self, app: WSGIApp) -> None:
+    def __init__(self, app: WSGIApp, recorder: _Recorder) -> None:
         self.app = app
+        self.recorder = recorder
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        machine = WsgiResponse(environ["REQUEST_METHOD"], record=self.recorder.add)
+        recorder = self.recorder
+        machine = WsgiResponse(environ["REQUEST_METHOD"], record=recorder.add)
 
         def watched_start_response(
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None, /
         ) -> Callable[[bytes], object]:
+            if type(status) is str and len(status.strip()) == 3 and status[:3].isdigit():
+                # Servers (and WsgiToAsgi) take it, but PEP 3333 wants the reason phrase.
+                recorder.add("wsgi-status", f"the status {status!r} has no reason phrase, like '200 OK'")
             machine.start(status, headers, exc_info)
             write = start_response(status, headers, exc_info)
 
@@ -305,20 +354,21 @@ def _check_asgi(app: ASGIApp, probes: Sequence[Probe], report: Report, timeout: 
             recorder = _Recorder(report, probe)
             inspector.recorder = recorder
             _drive_wsgi(adapter, probe, recorder, timeout)
-            report.outcomes.append(recorder.outcome)
+            report.add_outcome(recorder.outcome)
     finally:
         adapter.close()
 
 
 def _drive_wsgi(app: AsgiToWsgi, probe: Probe, recorder: _Recorder, timeout: float) -> None:
     """Play a WSGI server for one request, in a thread so that a hung app cannot hang us."""
+    outcome = recorder.outcome  # (kept: a probe that timed out reports a copy)
     environ = build_environ(_scope(probe), errors=ErrorStream())
     environ["wsgi.input"] = io.BytesIO(probe.body)
     if probe.chunked:
         environ["wsgi.input_terminated"] = True
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None) -> Any:
-        recorder.outcome.status = int(status[:3])  # the inspector checks the rest
+        outcome.status = int(status[:3])  # the inspector checks the rest
         return lambda data: None
 
     def run() -> None:
@@ -326,7 +376,7 @@ def _drive_wsgi(app: AsgiToWsgi, probe: Probe, recorder: _Recorder, timeout: flo
             result = app(environ, start_response)
             try:
                 for chunk in result:
-                    recorder.outcome.length += len(chunk)
+                    outcome.length += len(chunk)
             finally:
                 close = getattr(result, "close", None)
                 if close is not None:
@@ -338,7 +388,7 @@ def _drive_wsgi(app: AsgiToWsgi, probe: Probe, recorder: _Recorder, timeout: flo
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
-        recorder.add("timeout", f"no complete response within {timeout:g} s")
+        recorder.give_up(timeout)
 
 
 class _AsgiInspector:
@@ -383,9 +433,26 @@ class _AsgiResponse:
 
     def __init__(self, recorder: _Recorder, send: Send, head: bool) -> None:
         self.send = send
-        self.machine = AsgiResponse(head=head, record=recorder.add)
+        self.recorder = recorder
+        self.machine = AsgiResponse(head=head, record=self.record)
+        self.bodies = 0  # http.response.body messages sent, and their bytes
+        self.length = 0
+
+    def record(self, rule: str, message: str) -> None:
+        if rule == "asgi-incomplete" and self.bodies:
+            # Say what was really sent: bodies, but never a final one.
+            message = (
+                f"the app returned after http.response.start and {self.bodies} http.response.body "
+                f"message{'s' * (self.bodies != 1)} ({self.length} byte{'s' * (self.length != 1)}), "
+                f"each with more_body true: the final body never came"
+            )
+        self.recorder.add(rule, message)
 
     async def __call__(self, message: Message) -> None:
+        if isinstance(message, dict) and message.get("type") == "http.response.body":
+            body = message.get("body", b"")
+            self.bodies += 1
+            self.length += len(body) if isinstance(body, (bytes, bytearray)) else 0
         with contextlib.suppress(ResponseError):  # recorded; the adapter refuses it itself
             self.machine.send(message)
         await self.send(message)

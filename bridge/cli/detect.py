@@ -16,7 +16,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
-__all__ = ["Detection", "NotAnAppError", "describe", "detect"]
+__all__ = ["Detection", "NotAnAppError", "describe", "detect", "is_proxy", "plain_type"]
 
 Interface = Literal["wsgi", "asgi"]
 
@@ -38,8 +38,31 @@ class Detection:
         return "a WSGI app" if self.interface == "wsgi" else "an ASGI app"
 
 
+def is_proxy(obj: object) -> bool:
+    """A werkzeug context proxy (``flask.request``, ``current_app``, ...), told by its type
+    alone: any attribute of the proxy itself would be looked up on the object behind it,
+    which outside a request raises."""
+    return _proxy_type(type(obj))
+
+
+def plain_type(kind: type) -> bool:
+    """No attribute hooks anywhere in the class: looking at an instance runs no code of its
+    own (neither a proxy's lookup nor a lazy object's loading)."""
+    return not _proxy_type(kind) and not any(
+        hook in klass.__dict__
+        for klass in kind.__mro__[:-1]  # object's own are harmless
+        for hook in ("__getattr__", "__getattribute__", "__class__")
+    )
+
+
+def _proxy_type(kind: type) -> bool:
+    return any(k.__module__ == "werkzeug.local" and k.__name__.endswith("Proxy") for k in kind.__mro__)
+
+
 def describe(obj: object) -> str:
     """A short human name for an object: ``Flask instance``, ``function index``."""
+    if is_proxy(obj):
+        return f"werkzeug {type(obj).__name__}"
     if inspect.isclass(obj):
         return f"class {obj.__qualname__}"
     if inspect.ismodule(obj):
@@ -57,6 +80,11 @@ def detect(obj: Any) -> Detection:
     from ..wsgi_to_asgi import WsgiToAsgi
 
     name = describe(obj)
+    if is_proxy(obj):
+        raise NotAnAppError(
+            f"it is a {name} (like flask.request or flask.current_app), which stands for an object "
+            f"only inside a request; name the app object itself"
+        )
     if isinstance(obj, WsgiToAsgi):
         return Detection("asgi", f"{name}: already bridge's ASGI side of a WSGI app", adapter=True)
     if isinstance(obj, AsgiToWsgi):

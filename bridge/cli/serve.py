@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import importlib
+import importlib.util
 import logging
 import os
 import signal
@@ -22,10 +24,11 @@ import stat
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Callable, Iterable, Iterator, Literal
 
-from .._types import ASGIApp, Environ, Receive, Scope, Send, StartResponse, WSGIApp
+from .._types import ASGIApp, Environ, Message, Receive, Scope, Send, StartResponse, WSGIApp
 from ..asgi_to_wsgi import AsgiToWsgi
+from ..errors import LifespanError
 from ..wsgi_to_asgi import DEFAULT_MAX_THREADS, WsgiToAsgi
 from .load import CommandError, Loaded
 
@@ -33,10 +36,10 @@ __all__ = ["ASGI_SERVERS", "WSGI_SERVERS", "ServeOptions", "bind_socket", "serve
 
 logger = logging.getLogger("bridge.cli")
 
-#: Servers for a WSGI app (they speak ASGI), default first, with the module each needs.
-ASGI_SERVERS = {"uvicorn": "uvicorn", "hypercorn": "hypercorn", "hypercorn-trio": "hypercorn"}
+#: Servers for a WSGI app (they speak ASGI), default first, with the modules each needs.
+ASGI_SERVERS = {"uvicorn": ("uvicorn",), "hypercorn": ("hypercorn",), "hypercorn-trio": ("hypercorn", "trio")}
 #: Servers for an ASGI app (they speak WSGI), default first.
-WSGI_SERVERS = {"werkzeug": "werkzeug", "gunicorn": "gunicorn", "waitress": "waitress"}
+WSGI_SERVERS = {"werkzeug": ("werkzeug",), "gunicorn": ("gunicorn",), "waitress": ("waitress",)}
 
 
 @dataclass(frozen=True)
@@ -69,23 +72,36 @@ def serve(loaded: Loaded, options: ServeOptions) -> None:
         )
     if options.workers != 1 and server != "gunicorn":
         raise CommandError(f"--workers needs --server gunicorn; {server} runs one process")
-    _require(servers[server], server)
+    for module in servers[server]:
+        require(module, f"--server {server}")
     _check_adapter_options(loaded, options)
+    if not needs_asgi_server and not loaded.detection.adapter and options.backend == "trio":
+        require("trio", "--backend trio")
+    elif isinstance(loaded.app, AsgiToWsgi) and loaded.app.backend == "trio":
+        require("trio", f"{loaded.target} (an AsgiToWsgi with backend='trio')")
     app, via = _adapt(loaded, options, needs_asgi_server)
     sock = bind_socket(options.host, options.port, options.uds)
+    ours = _identity(options.uds) if options.uds else None
     where = _address(sock, options)
-    print(f"bridge: {loaded.target} is {detection.label} ({detection.reason})", file=sys.stderr)
-    print(f"bridge: serving it {via} on {server} at {where} (Ctrl+C to stop)", file=sys.stderr, flush=True)
     run = _RUNNERS[server]
     pid = os.getpid()
     try:
+        if server in ("werkzeug", "waitress"):
+            # One process: the app's lifespan starts before the server accepts, and a
+            # failed startup serves nothing. (gunicorn's workers start it themselves.)
+            start_lifespan(app, options.log_level)
+        print(f"bridge: {loaded.target} is {detection.label} ({detection.reason})", file=sys.stderr)
+        print(
+            f"bridge: serving it {via} on {server} at {where} (Ctrl+C to stop)", file=sys.stderr, flush=True
+        )
         run(app, sock, options)
     finally:
         # gunicorn's workers leave through here too, by SystemExit: only the process
         # that bound the socket removes it.
         if os.getpid() == pid:
             sock.close()
-            if options.uds:
+            # Only the file this process bound: never one another server put there since.
+            if options.uds and ours is not None and _identity(options.uds) == ours:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(options.uds)
 
@@ -131,12 +147,21 @@ def _check_adapter_options(loaded: Loaded, options: ServeOptions) -> None:
             )
 
 
-def _require(module: str, server: str) -> None:
+def require(module: str, what: str) -> None:
+    """Import ``module`` now, before anything is served, or say in one line why it cannot be:
+    not installed at all, or installed but failing to import."""
     try:
-        __import__(module)
-    except ImportError:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise CommandError(f"{what} needs {module}, which is not installed: pip install {module}")
+    try:
+        importlib.import_module(module)
+    except Exception as exc:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise CommandError(
-            f"--server {server} needs {module}, which is not installed: pip install {module}"
+            f"{what} needs {module}, which is installed but fails to import ({text})"
         ) from None
 
 
@@ -217,30 +242,88 @@ def bind_socket(host: str, port: int, uds: str | None = None) -> socket.socket:
 
 
 def _bind_unix(path: str) -> socket.socket:
-    with contextlib.suppress(FileNotFoundError):
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.unlink(path)  # a stale socket file from an earlier run
+    where = f"unix:{path}"
+    if stale_socket(path):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # a socket file left by an earlier run: nothing listens on it
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(path)
         sock.listen(2048)
     except OSError as exc:
         sock.close()
-        raise CommandError(_bind_error(exc, path, None)) from None
+        raise CommandError(_bind_error(exc, where, None)) from None
     sock.set_inheritable(True)
     return sock
 
 
+def stale_socket(path: str) -> bool:
+    """Whether ``path`` is a socket file that nothing listens on any more (a server that
+    died without removing it), so it may be replaced. False if nothing is there; a
+    :class:`CommandError` if something is there that must not be replaced: a live server's
+    socket, or a file that is not a socket."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise CommandError(f"cannot listen on unix:{path}: {exc.strerror or exc}; {_UDS_HINT}") from None
+    if not stat.S_ISSOCK(mode):
+        raise CommandError(f"cannot listen on unix:{path}: it exists and is not a socket; {_UDS_HINT}")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2.0)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return True  # nobody accepts on it: stale
+    except OSError as exc:
+        if exc.errno == errno.EAGAIN:  # a live server with a full backlog
+            raise CommandError(
+                f"cannot listen on unix:{path}: {path} is in use by another server; {_UDS_HINT}"
+            ) from None
+        raise CommandError(f"cannot listen on unix:{path}: {exc.strerror or exc}; {_UDS_HINT}") from None
+    finally:
+        probe.close()
+    raise CommandError(f"cannot listen on unix:{path}: {path} is in use by another server; {_UDS_HINT}")
+
+
+_UDS_HINT = "choose another path with --uds"
+
+
 def _bind_error(exc: OSError, where: str, port: int | None) -> str:
+    if port is None:  # a unix socket
+        path = where[len("unix:") :]
+        folder = os.path.dirname(os.path.abspath(path))
+        if exc.errno == errno.EADDRINUSE:
+            return f"cannot listen on {where}: {path} is in use by another server; {_UDS_HINT}"
+        if exc.errno == errno.ENOENT:
+            return f"cannot listen on {where}: the directory {folder} does not exist; {_UDS_HINT}"
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return f"cannot listen on {where}: no permission to create it in {folder}; {_UDS_HINT}"
+        if "too long" in str(exc):
+            limit = 107 if sys.platform.startswith("linux") else 103
+            return (
+                f"cannot listen on {where}: the path is too long ({len(os.fsencode(path))} bytes; "
+                f"the limit is {limit}); {_UDS_HINT}"
+            )
+        return f"cannot listen on {where}: {exc.strerror or exc}; {_UDS_HINT}"
     if exc.errno == errno.EADDRINUSE:
         return (
             f"cannot listen on {where}: the address is in use (another server?); choose another with --port"
         )
-    if exc.errno == errno.EACCES and port is not None and port < 1024:
+    if exc.errno == errno.EACCES and port < 1024:
         return f"cannot listen on {where}: ports below 1024 need privileges; choose --port 1024 or above"
     if exc.errno == errno.EADDRNOTAVAIL:
         return f"cannot listen on {where}: that address does not belong to this machine"
     return f"cannot listen on {where}: {exc.strerror or exc}"
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _address(sock: socket.socket, options: ServeOptions) -> str:
@@ -257,12 +340,22 @@ def _address(sock: socket.socket, options: ServeOptions) -> str:
 def _run_uvicorn(app: Any, sock: socket.socket, options: ServeOptions) -> None:
     import uvicorn
 
-    config = uvicorn.Config(app, lifespan=options.lifespan, log_level=options.log_level)
+    watch = _StartupWatch(app)
+    config = uvicorn.Config(watch, lifespan=options.lifespan, log_level=options.log_level)
     # uvicorn handles SIGINT/SIGTERM itself (stops accepting, drains, runs lifespan
     # shutdown), then re-raises the signal to the handler it found: ours ends the loop
     # here, so the socket file is removed and the exit status is 0, as on other servers.
-    with _sigterm_as_interrupt(), contextlib.suppress(KeyboardInterrupt):
-        uvicorn.Server(config).run(sockets=[sock])
+    mute = _Mute(_STARTUP_LINES, watch.logged_failure)
+    quiet = mute.on(options.log_level != "debug")
+    server = uvicorn.Server(config)
+    try:
+        with quiet, _sigterm_as_interrupt(), contextlib.suppress(KeyboardInterrupt):
+            server.run(sockets=[sock])
+    except SystemExit:  # uvicorn's exit on a failed startup (status 3)
+        watch.check(options)
+        raise
+    if not server.started:  # older uvicorns return instead
+        watch.check(options)
 
 
 def _run_hypercorn(app: Any, sock: socket.socket, options: ServeOptions, *, trio: bool = False) -> None:
@@ -275,6 +368,18 @@ def _run_hypercorn(app: Any, sock: socket.socket, options: ServeOptions, *, trio
     # once, through the root logger the command line set up.
     config.errorlog = logging.getLogger("hypercorn.error")
     config.accesslog = logging.getLogger("hypercorn.access")
+    watch = _StartupWatch(app)
+    app = watch
+    mute = _Mute(_STARTUP_LINES, watch.logged_failure)
+    try:
+        with mute.on(options.log_level != "debug"):
+            _hypercorn_loop(app, config, trio)
+    except Exception:  # hypercorn's LifespanFailureError, in an exception group on trio
+        watch.check(options)
+        raise
+
+
+def _hypercorn_loop(app: Any, config: Any, trio: bool) -> None:
     if trio:
         import trio as trio_module
         from hypercorn.trio import serve as trio_serve
@@ -360,6 +465,9 @@ def _run_gunicorn(app: Any, sock: socket.socket, options: ServeOptions) -> None:
         "preload_app": True,
         "control_socket_disable": True,
         "worker_exit": lambda _server, _worker: _close(app),
+        # The lifespan starts in each worker before it accepts; a failed startup ends
+        # the worker with gunicorn's boot error, and gunicorn stops.
+        "post_worker_init": lambda _worker: _start_in_worker(app, options),
     }
 
     class Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -372,6 +480,14 @@ def _run_gunicorn(app: Any, sock: socket.socket, options: ServeOptions) -> None:
             return app
 
     Gunicorn().run()
+
+
+def _start_in_worker(app: Any, options: ServeOptions) -> None:
+    try:
+        start_lifespan(app, options.log_level)
+    except StartupError as exc:
+        print(f"bridge: error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(StartupError.status)
 
 
 def _run_until_stopped(run: Callable[[], object], close: Callable[[], object], app: Any) -> None:
@@ -394,9 +510,123 @@ def _dup(sock: socket.socket) -> int:
 
 def _close(app: Any) -> None:
     """Run an AsgiToWsgi's lifespan shutdown (through a root-path wrapper, too)."""
-    inner = getattr(app, "app", None) if isinstance(app, RootPathWSGI) else app
-    if isinstance(inner, AsgiToWsgi):
+    inner = _asgi_to_wsgi(app)
+    if inner is not None:
         inner.close()
+
+
+def _asgi_to_wsgi(app: Any) -> AsgiToWsgi | None:
+    inner = getattr(app, "app", None) if isinstance(app, RootPathWSGI) else app
+    return inner if isinstance(inner, AsgiToWsgi) else None
+
+
+# -- the app's lifespan startup, before serving ---------------------------------------------
+
+
+class StartupError(CommandError):
+    """The app's lifespan startup failed: nothing was served."""
+
+    status = 3  # as gunicorn's "Worker failed to boot" and uvicorn's failed startup
+
+
+def start_lifespan(app: Any, log_level: str) -> None:
+    """Run an AsgiToWsgi's lifespan startup now; :class:`StartupError` if it fails.
+
+    The adapter's own error line about it is left out (the StartupError says it), and
+    the app's traceback is logged at debug level only.
+    """
+    adapter = _asgi_to_wsgi(app)
+    if adapter is None:
+        return
+    mute = _Mute({"bridge.asgi_to_wsgi": ("%s; every request will fail until the app is fixed",)})
+    try:
+        with mute.on(log_level != "debug"):
+            adapter.start()
+    except LifespanError as exc:
+        logger.debug("the app's lifespan startup failed", exc_info=exc)
+        adapter.close()
+        raise StartupError(f"{exc}; not serving") from None
+
+
+class _Mute(logging.Filter):
+    """Leaves out the given log lines (by logger, and the start of the message format)
+    while it is on, and those ``also`` picks."""
+
+    def __init__(
+        self, lines: dict[str, tuple[str, ...]], also: Callable[[logging.LogRecord], bool] | None = None
+    ) -> None:
+        super().__init__()
+        self.lines = lines
+        self.also = also
+
+    @contextlib.contextmanager
+    def on(self, active: bool = True) -> Iterator[None]:
+        loggers = [logging.getLogger(name) for name in self.lines] if active else []
+        for each in loggers:
+            each.addFilter(self)
+        try:
+            yield
+        finally:
+            for each in loggers:
+                each.removeFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name not in self.lines:
+            return True
+        if self.also is not None and self.also(record):
+            return False
+        return not any(str(record.msg).startswith(line) for line in self.lines[record.name])
+
+
+class _StartupWatch:
+    """Around the app an ASGI server runs: remembers how its lifespan startup ended, so
+    that a server that gives up on a failed startup is reported in one line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.failure: str | None = None
+        self.message: str | None = None  # of lifespan.startup.failed, which servers log
+        self.raised = False  # the app raised rather than answer: a failure with lifespan "on" only
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            kind = message.get("type")
+            if kind == "lifespan.startup.complete":
+                started = True
+            elif kind == "lifespan.startup.failed" and not started:
+                self.message = str(message.get("message", ""))
+                self.failure = f"the app's lifespan startup failed: {self.message or '(no message)'}"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception as exc:
+            if not started and self.failure is None:
+                self.failure = f"the app raised during lifespan startup: {type(exc).__name__}: {exc}"
+                self.raised = True
+            raise
+
+    def check(self, options: ServeOptions) -> None:
+        """After the server gave up: :class:`StartupError` if the startup was why."""
+        if self.failure is not None and (options.lifespan == "on" or not self.raised):
+            raise StartupError(f"{self.failure}; not serving")
+
+    def logged_failure(self, record: logging.LogRecord) -> bool:
+        """The server's log line that repeats the lifespan.startup.failed message."""
+        return self.message is not None and record.getMessage() == self.message
+
+
+#: What uvicorn and WsgiToAsgi log about a failed startup, which the StartupError says again.
+_STARTUP_LINES = {
+    "uvicorn.error": ("Application startup failed. Exiting.", "Exception in 'lifespan' protocol"),
+    "bridge.wsgi_to_asgi": ("lifespan %s hook failed",),
+}
 
 
 class _sigterm_as_interrupt:

@@ -145,10 +145,19 @@ def test_an_app_already_wrapped_is_served_as_it_is(tmp_path: Path, target: str, 
 @pytest.mark.parametrize("target", ["tests.cli_apps:wsgi_app", "tests.cli_apps:asgi_app"])
 def test_a_unix_socket(tmp_path: Path, target: str) -> None:
     path = str(tmp_path / "app.sock")
+    with socket.socket(socket.AF_UNIX) as dead:  # left by a server that died: replaced
+        dead.bind(path)
     with bridge_serve(tmp_path, target, uds=path) as served:
         with httpx.Client(
             transport=httpx.HTTPTransport(uds=path), base_url=served.base_url, timeout=TIMEOUT
         ) as client:
+            assert client.get("/").status_code == 200
+            # A second server on the same path is refused, and leaves the first one's socket alone.
+            line = _fails(tmp_path, "serve", target, "--uds", path)
+            assert line == (
+                f"bridge: error: cannot listen on unix:{path}: {path} is in use by another server; "
+                "choose another path with --uds"
+            )
             assert client.get("/").status_code == 200
         assert served.graceful_stop() in CLEAN
     assert f"at unix:{path}" in served.log()
