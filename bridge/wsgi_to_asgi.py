@@ -24,6 +24,7 @@ import contextvars
 import enum
 import io
 import logging
+import sys
 import threading
 import time
 import weakref
@@ -85,7 +86,7 @@ class WsgiToAsgi:
     :param strict: raise :class:`~bridge.errors.HopByHopHeaderError` when the app sets
         a hop-by-hop header, instead of dropping it with a warning.
     :param max_duplicate_headers: requests repeating one header more often are answered
-        with 400 Bad Request.
+        with 400 Bad Request; ``None`` sets no limit (as asgiref's ``duplicate_header_limit``).
     :param on_startup: callables run in a worker thread on ASGI lifespan startup.
     :param on_shutdown: callables run in a worker thread on ASGI lifespan shutdown.
     :param preload_body: request bodies of at most this many bytes are received in
@@ -108,7 +109,7 @@ class WsgiToAsgi:
         *,
         max_threads: int = DEFAULT_MAX_THREADS,
         strict: bool = False,
-        max_duplicate_headers: int = DEFAULT_MAX_DUPLICATE_HEADERS,
+        max_duplicate_headers: int | None = DEFAULT_MAX_DUPLICATE_HEADERS,
         on_startup: Sequence[Callable[[], object]] = (),
         on_shutdown: Sequence[Callable[[], object]] = (),
         preload_body: int = DEFAULT_PRELOAD_BODY,
@@ -117,8 +118,10 @@ class WsgiToAsgi:
     ) -> None:
         if max_threads < 1:
             raise ValueError(f"max_threads must be at least 1, got {max_threads}")
-        if max_duplicate_headers < 1:
-            raise ValueError(f"max_duplicate_headers must be at least 1, got {max_duplicate_headers}")
+        if max_duplicate_headers is not None and max_duplicate_headers < 1:
+            raise ValueError(
+                f"max_duplicate_headers must be at least 1 (or None: no limit), got {max_duplicate_headers}"
+            )
         if preload_body < 0:
             raise ValueError(f"preload_body must be 0 or more, got {preload_body}")
         if spool_body < 0:
@@ -130,6 +133,8 @@ class WsgiToAsgi:
         self.max_threads = max_threads
         self.strict = strict
         self.max_duplicate_headers = max_duplicate_headers
+        # Hop-by-hop header names already warned about: once per name, not per request.
+        self._dropped_warned: set[str] = set()
         self.on_startup = tuple(on_startup)
         self.on_shutdown = tuple(on_shutdown)
         self.preload_body = preload_body
@@ -203,7 +208,7 @@ class WsgiToAsgi:
                 scope,
                 errors=errors,
                 multithread=self.max_threads > 1,
-                max_duplicate_headers=self.max_duplicate_headers,
+                max_duplicate_headers=self.max_duplicate_headers or sys.maxsize,
             )
             limit = _content_length(environ)
         except BadRequestError as exc:
@@ -264,7 +269,7 @@ class WsgiToAsgi:
         link = _Link(workers, receiver)
         environ["bridge.client_disconnected"] = link.client_disconnected
         sender = _Sender(send, link)
-        worker = _Worker(self.app, environ, errors, self.strict, link, sender)
+        worker = _Worker(self.app, environ, errors, self.strict, link, sender, self._dropped_warned)
         streaming: StreamingInput | None = None
         spool = received.file if received is not None else None
         if receiver.body_complete:
@@ -656,6 +661,7 @@ class _Worker:
     __slots__ = (
         "app",
         "context",
+        "dropped_warned",
         "environ",
         "errors",
         "handled_error",
@@ -671,9 +677,17 @@ class _Worker:
     )
 
     def __init__(
-        self, app: WSGIApp, environ: Environ, errors: ErrorStream, strict: bool, link: _Link, sender: _Sender
+        self,
+        app: WSGIApp,
+        environ: Environ,
+        errors: ErrorStream,
+        strict: bool,
+        link: _Link,
+        sender: _Sender,
+        dropped_warned: set[str],
     ) -> None:
         self.app = app
+        self.dropped_warned = dropped_warned
         self.environ = environ
         self.errors = errors
         self.link = link
@@ -705,11 +719,14 @@ class _Worker:
         finally:
             exc_info = None
         if dropped:
-            logger.warning(
-                "dropped hop-by-hop response header(s) %s set by the WSGI app; "
-                "the server manages the connection",
-                ", ".join(dropped),
-            )
+            new = [name for name in dropped if name.lower() not in self.dropped_warned]
+            if new:
+                self.dropped_warned.update(name.lower() for name in new)
+                logger.warning(
+                    "dropped hop-by-hop response header(s) %s set by the WSGI app; "
+                    "the server manages the connection (said once per header name)",
+                    ", ".join(new),
+                )
         return self.write
 
     def write(self, data: bytes) -> None:

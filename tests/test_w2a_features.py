@@ -528,3 +528,47 @@ async def test_a_client_leaving_while_its_body_spools_never_reaches_the_app(
 def test_spool_body_is_validated() -> None:
     with pytest.raises(ValueError, match="spool_body must be 0 or more"):
         WsgiToAsgi(Reader(), spool_body=-1)
+
+
+# -- a hop-by-hop header warning once per name; max_duplicate_headers=None ------------------------
+
+
+async def test_a_dropped_hop_by_hop_header_is_warned_about_once_per_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    headers = {"/a": [("Connection", "close")], "/b": [("Connection", "close"), ("Keep-Alive", "timeout=5")]}
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", headers[environ["PATH_INFO"]])
+        return [b"ok"]
+
+    adapter = WsgiToAsgi(app)
+    with caplog.at_level(logging.WARNING, ADAPTER_LOGGER):
+        for path in ("/a", "/a", "/b", "/b", "/a"):
+            client = Client(b"")
+            await client.run(adapter, http_scope(path), timeout=WAIT)
+            assert client.exchange.header(b"connection") is None
+    warned = [r.getMessage() for r in caplog.records if "hop-by-hop" in r.getMessage()]
+    assert len(warned) == 2, warned
+    assert "header(s) Connection set by" in warned[0]
+    assert "header(s) Keep-Alive set by" in warned[1]
+
+
+async def test_max_duplicate_headers_none_sets_no_limit() -> None:
+    seen: list[str] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        seen.append(environ["HTTP_X_REPEATED"])
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    headers = [(b"host", b"t")] + [(b"x-repeated", b"v")] * 1000
+    client = Client(b"")
+    await client.run(WsgiToAsgi(app, max_duplicate_headers=None), http_scope(headers=headers), timeout=WAIT)
+    assert client.exchange.status == 200
+    assert seen == [",".join(["v"] * 1000)]
+    with pytest.raises(ValueError, match="max_duplicate_headers must be at least 1 \\(or None: no limit\\)"):
+        WsgiToAsgi(app, max_duplicate_headers=0)
+    client = Client(b"")
+    await client.run(WsgiToAsgi(app), http_scope(headers=headers), timeout=WAIT)
+    assert client.exchange.status == 400  # the default limit, 100, still holds

@@ -1314,7 +1314,7 @@ async def test_worker_step_starting_after_the_request_was_abandoned_never_runs_t
     workers = adapter._get_workers()
     receiver = _Receiver(client.receive, workers, True)
     link = _Link(workers, receiver)
-    worker = _Worker(app, environ, errors, False, link, _Sender(client.send, link))
+    worker = _Worker(app, environ, errors, False, link, _Sender(client.send, link), set())
     assert link.abandon() is False  # no worker runs a step
     assert not worker.needs_close  # nothing ran, nothing to close
     with pytest.raises(bridge.ClientDisconnected):
