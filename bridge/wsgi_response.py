@@ -263,6 +263,21 @@ class WsgiResponse:
             return None
         return message
 
+    def body_from_path(self, size: int) -> bool:
+        """The app's body is a whole file of ``size`` bytes, which the server can send by
+        its path (ASGI's Path Send extension) instead of the iterable being read: whether
+        that is allowed; if it is, the body counts as sent, whole. Not before the headers,
+        after body bytes went out, for HEAD or a status without a body, nor when the
+        declared Content-Length is another size (the iterable is then read, and the
+        usual rules apply to it)."""
+        if self.state is not WsgiState.HEADERS_SET or self.head or self.status in NO_BODY_STATUSES:
+            return False
+        if self.content_length is not None and self.content_length != size:
+            return False
+        self.sent = size
+        self.state = WsgiState.COMPLETE
+        return True
+
     def headers_for_whole_body(self, length: int) -> list[tuple[bytes, bytes]]:
         """The headers to send when the whole body is known before they go out: with a
         Content-Length, so the server needs no chunked framing (not for HEAD, whose

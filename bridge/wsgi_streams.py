@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import stat
 from typing import IO, Callable, Iterable, Iterator, Tuple
 
 from .errors import ClientDisconnected
@@ -188,6 +190,26 @@ class FileWrapper:
         close = getattr(filelike, "close", None)
         if close is not None:
             self.close = close
+
+    def whole_file(self) -> Tuple[str, int] | None:
+        """The absolute path and the size of the file, when a server may send it by its
+        path instead: a regular file, not yet read from, whose name still leads to it
+        (not replaced or removed since it was opened). Asks the file system: call it
+        where blocking is allowed."""
+        filelike = self.filelike
+        name = getattr(filelike, "name", None)
+        if type(name) is not str or not os.path.isabs(name):
+            return None
+        try:
+            if filelike.tell() != 0:
+                return None
+            opened = os.fstat(filelike.fileno())
+            named = os.stat(name)
+        except (AttributeError, OSError, ValueError):
+            return None
+        if not stat.S_ISREG(opened.st_mode) or (named.st_dev, named.st_ino) != (opened.st_dev, opened.st_ino):
+            return None
+        return name, opened.st_size
 
     def __iter__(self) -> Iterator[bytes]:
         return self

@@ -44,7 +44,7 @@ from .http import DEFAULT_PRELOAD_BODY, parse_content_length, parse_http_request
 from .spool import Received, message_type, receive_body
 from .workers import AnyioWorkers, AsyncioWorkers, Workers, track_async_views
 from .wsgi_response import WsgiResponse
-from .wsgi_streams import ErrorStream, StreamingInput
+from .wsgi_streams import ErrorStream, FileWrapper, StreamingInput
 
 __all__ = ["DEFAULT_MAX_THREADS", "DEFAULT_SPOOL_BODY", "WsgiToAsgi"]
 
@@ -270,6 +270,9 @@ class WsgiToAsgi:
         environ["bridge.client_disconnected"] = link.client_disconnected
         sender = _Sender(send, link)
         worker = _Worker(self.app, environ, errors, self.strict, link, sender, self._dropped_warned)
+        extensions = scope.get("extensions")
+        if extensions and "http.response.pathsend" in extensions:
+            worker.path_send = True
         streaming: StreamingInput | None = None
         spool = received.file if received is not None else None
         if receiver.body_complete:
@@ -291,7 +294,10 @@ class WsgiToAsgi:
         try:
             chunks, finished = await workers.run_until_ready(worker.work)
             response = worker.response
-            if finished:
+            if worker.path is not None:
+                path, size = worker.path
+                await sender.send_path(path, (response.status, response.headers_for_whole_body(size)))
+            elif finished:
                 if not sender.headers_sent:
                     response.headers_for_whole_body(sum(map(len, chunks)))
                 await sender.send_chunks(chunks, (response.status, response.headers), more_body=False)
@@ -670,6 +676,8 @@ class _Worker:
         "link",
         "needs_close",
         "out",
+        "path",
+        "path_send",
         "response",
         "sender",
         "stream_ended",
@@ -701,7 +709,10 @@ class _Worker:
         self.iterable: Iterable[bytes] | None = None
         self.iterator: Iterator[bytes] | None = None
         self.needs_close = False
+        # Whether the server takes a body as a file path (ASGI's Path Send extension).
+        self.path_send = False
         # Reports, read by the loop once this side is done with the request:
+        self.path: tuple[str, int] | None = None  # the body is this whole file: its path, size
         self.handled_error: BaseException | None = None  # an error the app answered itself
         self.out: Handoff[bytes] | None = None  # the streamed response, once it streams
         self.stream_ended = False  # the whole stream was produced
@@ -798,6 +809,8 @@ class _Worker:
             self.iterable = iterable
             self.needs_close = hasattr(iterable, "close")
             response.returned(iterable)
+            if self.path_send and type(iterable) is FileWrapper and self._body_from_path(iterable):
+                return [], True
             chunks: list[bytes] = []
             if type(iterable) is list or type(iterable) is tuple:
                 for chunk in iterable:
@@ -830,6 +843,18 @@ class _Worker:
         except BaseException as exc:
             self.close_iterable()
             raise _app_error(exc)  # noqa: B904 - the app's own error (or its wrapper), as it raised it
+
+    def _body_from_path(self, wrapper: FileWrapper) -> bool:
+        """``wsgi.file_wrapper`` around a whole regular file, on a server with Path Send:
+        the server sends the file itself (sendfile, no copy through Python); the app's
+        file is closed here. The body's bytes then count as sent."""
+        found = wrapper.whole_file()
+        if found is None or not self.response.body_from_path(found[1]):
+            return False
+        self.path = found
+        self._finish()
+        self.close_iterable()
+        return True
 
     def _finish(self) -> None:
         problem = self.response.finish()
@@ -964,7 +989,11 @@ class _Sender:
         self.link.receiver.start_watching()
         await self._send_body(data, more_body, head)
 
-    async def _send_body(self, data: bytes, more_body: bool, head: _Head) -> None:
+    async def send_path(self, path: str, head: _Head) -> None:
+        """The whole body as a file for the server to send (ASGI's Path Send extension)."""
+        await self._send_body(b"", False, head, path)
+
+    async def _send_body(self, data: bytes, more_body: bool, head: _Head, path: str | None = None) -> None:
         link = self.link
         if link.gone or link.receiver.disconnected:
             link.gone = True
@@ -973,7 +1002,9 @@ class _Sender:
             if not self.headers_sent:
                 self.headers_sent = True
                 await self.send({"type": "http.response.start", "status": head[0], "headers": head[1]})
-            if data or not more_body:
+            if path is not None:
+                await self.send({"type": "http.response.pathsend", "path": path})
+            elif data or not more_body:
                 await self.send({"type": "http.response.body", "body": data, "more_body": more_body})
         except OSError as exc:
             link.gone = True

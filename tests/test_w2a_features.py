@@ -572,3 +572,72 @@ async def test_max_duplicate_headers_none_sets_no_limit() -> None:
     client = Client(b"")
     await client.run(WsgiToAsgi(app), http_scope(headers=headers), timeout=WAIT)
     assert client.exchange.status == 400  # the default limit, 100, still holds
+
+
+# -- Path Send: wsgi.file_wrapper's file sent by its path ---------------------------------------
+
+PATHSEND: dict[str, Any] = {"http.response.pathsend": {}}
+
+
+def _file_app(path: str, *, headers: list[tuple[str, str]] | None = None, skip: int = 0) -> Any:
+    opened: list[Any] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> Any:
+        file = open(path, "rb")  # noqa: SIM115 - the wrapper closes it
+        opened.append(file)
+        file.read(skip)
+        start_response("200 OK", [("Content-Type", "application/octet-stream"), *(headers or [])])
+        return environ["wsgi.file_wrapper"](file, 4096)
+
+    app.opened = opened  # type: ignore[attr-defined]
+    return app
+
+
+@pytest.fixture
+def data_file(tmp_path: Any) -> Any:
+    path = tmp_path / "data.bin"
+    path.write_bytes(bytes(range(256)) * 1000)
+    return path
+
+
+async def test_a_file_wrapper_goes_out_as_its_path_where_the_server_takes_one(data_file: Any) -> None:
+    app = _file_app(str(data_file))
+    client = Client(b"")
+    await client.run(WsgiToAsgi(app), http_scope(extensions=PATHSEND), timeout=WAIT)
+    start, *rest = client.exchange.messages
+    assert start["status"] == 200
+    assert (b"content-length", b"256000") in start["headers"]  # the file's size, for the server
+    assert rest == [{"type": "http.response.pathsend", "path": str(data_file)}]
+    assert app.opened[0].closed  # the app's own file is closed; the server opens the path
+
+
+@pytest.mark.parametrize(
+    ("case", "scope_extra"),
+    [
+        ("no-extension", {}),
+        ("head", {"extensions": PATHSEND, "method": "HEAD"}),
+        ("other-content-length", {"extensions": PATHSEND}),
+        ("partly-read", {"extensions": PATHSEND}),
+        ("relative-name", {"extensions": PATHSEND}),
+    ],
+)
+async def test_a_file_wrapper_is_read_as_before_when_its_path_would_not_do(
+    data_file: Any, case: str, scope_extra: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = [("Content-Length", "1000")] if case == "other-content-length" else None
+    skip = 10 if case == "partly-read" else 0
+    if case == "relative-name":
+        monkeypatch.chdir(data_file.parent)
+    app = _file_app("data.bin" if case == "relative-name" else str(data_file), headers=headers, skip=skip)
+    client = Client(b"")
+    await client.run(WsgiToAsgi(app), http_scope(**scope_extra), timeout=WAIT)
+    kinds = [m["type"] for m in client.exchange.messages]
+    assert "http.response.pathsend" not in kinds
+    expected = (bytes(range(256)) * 1000)[skip:]
+    if case == "head":
+        assert client.exchange.status == 200
+    elif case == "other-content-length":
+        assert client.exchange.body == expected[:1000]
+    else:
+        assert client.exchange.body == expected
+    assert app.opened[0].closed

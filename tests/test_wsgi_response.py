@@ -860,3 +860,38 @@ def test_body_and_write_together_never_send_past_content_length(
             sent.append(out)
     assert b"".join(sent) == offered[:length]
     assert machine.sent == min(length, len(offered))
+
+
+# -- a body sent by the server from a file's path (ASGI's Path Send extension) ---------------------
+# The extension: "Except for the characteristics of path-send, it should behave the same
+# as ordinary http.response.body" and "The ASGI application itself is responsible to
+# send the relevant headers ... like the Content-Type and Content-Length headers".
+
+
+@pytest.mark.parametrize(
+    ("method", "before", "size", "allowed"),
+    [
+        pytest.param("GET", [start()], 100, True, id="no-length: allowed, the size becomes it"),
+        pytest.param("GET", [cl(100)], 100, True, id="the declared length is the file's"),
+        pytest.param("GET", [cl(50)], 100, False, id="another declared length: the iterable is read"),
+        pytest.param("HEAD", [start()], 100, False, id="HEAD: no body at all"),
+        pytest.param("GET", [start("204 No Content")], 100, False, id="a status without a body"),
+        pytest.param("GET", [], 100, False, id="no start_response yet"),
+        pytest.param("GET", [start(), write(b"x")], 100, False, id="bytes already went out"),
+    ],
+)
+def test_body_from_path(method: str, before: list[Step], size: int, allowed: bool) -> None:
+    response = WsgiResponse(method)
+    for step in before:
+        if step[0] == "start":
+            response.start(step[1], step[2])
+        else:
+            response.write(step[1])
+    state = response.state
+    assert response.body_from_path(size) is allowed
+    if allowed:
+        assert (response.state, response.sent, response.complete) == (COMPLETE, size, True)
+        assert response.finish() is None  # nothing short, nothing to log
+        assert (b"content-length", str(size).encode()) in response.headers_for_whole_body(size)
+    else:
+        assert response.state is state  # untouched: the iterable is read as usual

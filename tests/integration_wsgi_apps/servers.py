@@ -28,6 +28,8 @@ SHUTDOWNS = {
     "uvicorn": Shutdown(signal.SIGTERM, group=True),
     "hypercorn-asyncio": Shutdown(signal.SIGTERM, group=True),
     "hypercorn-trio": Shutdown(signal.SIGINT, group=True),
+    # Not in SERVER_KINDS: for the tests of what only it offers (the Path Send extension).
+    "granian": Shutdown(signal.SIGTERM, group=True),
 }
 
 
@@ -85,6 +87,16 @@ def server_command(kind: str, app: str, port: int, *, root_path: str = "", lifes
         if root_path:
             cmd += ["--root-path", root_path]
         return [*cmd, app]
+    if kind == "granian":
+        return [
+            sys.executable, "-m", "granian",
+            "--interface", "asgi",
+            "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1",
+            "--no-ws",
+            "--log-level", "info",
+            app,
+        ]  # fmt: skip
     raise ValueError(f"unknown server kind {kind!r}")
 
 

@@ -1,6 +1,6 @@
-"""Flask and Django async views, ``max_body_size``, the disconnect probe and slow
-uploads (``spool_body``), through the bridge on a real server:
-``tests.integration_wsgi_apps.apps.async_views:app``.
+"""Flask and Django async views, ``max_body_size``, the disconnect probe, slow uploads
+(``spool_body``) and files sent by their path (Path Send), through the bridge on a real
+server: ``tests.integration_wsgi_apps.apps.async_views:app``.
 
 An ASGI app of its own at the top, as a FastAPI or Starlette app mounting a legacy app
 would be: its lifespan startup makes objects bound to the server's loop (``SHARED``),
@@ -12,6 +12,7 @@ server's could neither tell it is the same loop nor wait for that event.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import django
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, request, send_file
 
 from bridge import WsgiToAsgi
 from bridge._types import Receive, Scope, Send
@@ -37,13 +38,17 @@ settings.configure(
 django.setup()
 
 from django.core.wsgi import get_wsgi_application  # noqa: E402
-from django.http import HttpRequest, HttpResponse, JsonResponse  # noqa: E402
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse  # noqa: E402
 from django.urls import path  # noqa: E402
 
 #: Made on the server's loop by the lifespan startup.
 SHARED: dict[str, Any] = {}
 #: What the long poll saw, by token: read back through /flask/poll-result.
 POLLS: dict[str, str] = {}
+#: The file the /file routes send (set by the test through the environment), and how
+#: many responses went out as http.response.pathsend.
+FILE = os.environ.get("BRIDGE_TEST_FILE", "")
+PATHSENDS = {"count": 0}
 BODY_LIMIT = 1000
 WAIT = 5.0
 
@@ -102,6 +107,11 @@ def flask_poll() -> Any:
     return "no news"
 
 
+@flask_app.get("/file")
+def flask_file() -> Any:
+    return send_file(FILE, mimetype="application/octet-stream")
+
+
 @flask_app.get("/poll-result")
 def flask_poll_result() -> Any:
     return POLLS.get(request.args["token"], "unknown")
@@ -123,7 +133,11 @@ async def django_wait(request: HttpRequest) -> HttpResponse:
     return HttpResponse("woken", content_type="text/plain")
 
 
-urlpatterns = [path("loop", django_loop), path("wait", django_wait)]
+def django_file(request: HttpRequest) -> FileResponse:
+    return FileResponse(open(FILE, "rb"), content_type="application/octet-stream")
+
+
+urlpatterns = [path("loop", django_loop), path("wait", django_wait), path("file", django_file)]
 
 flask_bridge = WsgiToAsgi(flask_app, max_body_size=BODY_LIMIT)
 django_bridge = WsgiToAsgi(get_wsgi_application())
@@ -142,6 +156,15 @@ async def _plain(send: Send, text: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _counting_pathsends(send: Send) -> Send:
+    async def counted(message: Any) -> None:
+        if message["type"] == "http.response.pathsend":
+            PATHSENDS["count"] += 1
+        await send(message)
+
+    return counted
+
+
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         while True:
@@ -154,6 +177,10 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     path_ = scope["path"]
+    if path_ == "/asgi/pathsends":
+        await _plain(send, str(PATHSENDS["count"]))
+        return
+    send = _counting_pathsends(send)
     for prefix, bridge in (("/flask", flask_bridge), ("/django", django_bridge), ("/pool", pool_bridge)):
         if path_.startswith(prefix + "/"):
             # As Starlette's Mount does: the path keeps the prefix, root_path names it.
