@@ -3,9 +3,9 @@ next, and what it means for the WSGI response.
 
 One :class:`AsgiResponse` per request takes each message the app passes to
 ``send()`` and answers with a small typed event for the WSGI side (:class:`Start`,
-:class:`Body`), None for a message that changes nothing, or a
-:class:`~bridge.errors.ResponseError` naming the broken rule (an id of
-:data:`bridge.rules.RULES`) and the state it happened in.
+:class:`Body`, or :class:`Cut` for a body that breaks its own Content-Length), None
+for a message that changes nothing, or a :class:`~bridge.errors.ResponseError` naming
+the broken rule (an id of :data:`bridge.rules.RULES`) and the state it happened in.
 
 States (``AsgiState``)::
 
@@ -14,7 +14,8 @@ States (``AsgiState``)::
           +------ client_gone() ------------+-----------> CLIENT_GONE <---------------+
 
 The adapter runs it in *enforcing* mode: a broken rule raises into the app's
-``send()``. ``bridge check`` runs the same machine in *recording* mode: each broken
+``send()``, and a body that breaks its Content-Length is cut there (:class:`Cut`).
+``bridge check`` runs the same machine in *recording* mode: each broken
 rule is handed to ``record``, with the checks only a report needs (header case,
 Content-Length against the body), and the machine goes on.
 
@@ -32,7 +33,7 @@ from .errors import ClientDisconnected, ResponseError
 from .http import decode_asgi_headers, parse_asgi_status
 from .wsgi_response import NO_BODY_STATUSES, Record
 
-__all__ = ["AsgiResponse", "AsgiState", "Body", "Start"]
+__all__ = ["AsgiResponse", "AsgiState", "Body", "Cut", "Start"]
 
 
 class AsgiState(enum.Enum):
@@ -56,12 +57,35 @@ class Body(NamedTuple):
     more: bool
 
 
+class Cut(NamedTuple):
+    """``http.response.body`` that breaks the response's own Content-Length (RFC 9110
+    8.6): more bytes than it declared, or a final body short of it. ``data`` is what
+    may still go out (never a byte past the declared length); then the response must
+    fail with ``error`` (rule ``content-length``), which also goes to the app's
+    ``send()``. A client would otherwise wait on a kept-alive connection for bytes that
+    never come, or read the surplus as the next response."""
+
+    data: bytes
+    error: ResponseError
+
+
 class AsgiResponse:
     """One ASGI response's send side. ``head``: the request is a HEAD (the body bytes
     are dropped: WSGI leaves HEAD to the app, the server would send them);
     ``record`` switches to recording mode."""
 
-    __slots__ = ("broken", "content_length", "finished", "head", "length", "record", "state", "status")
+    __slots__ = (
+        "broken",
+        "content_length",
+        "declared",
+        "finished",
+        "head",
+        "length",
+        "record",
+        "sent",
+        "state",
+        "status",
+    )
 
     def __init__(self, *, head: bool = False, record: Record | None = None) -> None:
         self.state = AsgiState.AWAIT_START
@@ -72,6 +96,10 @@ class AsgiResponse:
         self.broken: str | None = None
         #: The final body was sent (it stays so when the client leaves after it).
         self.finished = False
+        # Enforcing mode: the Content-Length the body is held to (None: no length, HEAD,
+        # 204 or 304, or recording mode), and the body bytes passed on so far.
+        self.declared: int | None = None
+        self.sent = 0
         # Recording mode only: what the report compares at the end.
         self.status: int | None = None
         self.content_length: int | None = None
@@ -86,7 +114,7 @@ class AsgiResponse:
             self.record(rule, message)
         return error
 
-    def send(self, message: Any) -> Start | Body | None:
+    def send(self, message: Any) -> Start | Body | Cut | None:
         """One message from the app's ``send()``."""
         state = self.state
         if state is AsgiState.CLIENT_GONE:
@@ -137,6 +165,10 @@ class AsgiResponse:
         self.state = AsgiState.BODY
         if self.record is not None:
             self._inspect_headers(message["status"], raw_headers)
+        elif not self.head and message["status"] not in NO_BODY_STATUSES:
+            # RFC 9110 8.6 and 9.3.2: HEAD sends no content; a 304's length is that of
+            # the unsent body, and a 204 has none. (Recording mode compares at the end.)
+            self.declared = _declared_length(headers)
         return Start(status, headers)
 
     def _inspect_headers(self, status: int, headers: Any) -> None:
@@ -152,7 +184,7 @@ class AsgiResponse:
             elif lower == b"content-length" and bytes(value).isdigit():
                 self.content_length = int(value)
 
-    def _body(self, message: Any) -> Body:
+    def _body(self, message: Any) -> Body | Cut:
         body = message.get("body", b"")
         if type(body) is not bytes:
             if not isinstance(body, (bytes, bytearray, memoryview)):
@@ -162,6 +194,11 @@ class AsgiResponse:
             body = bytes(body)
         raw_more = message.get("more_body", False)
         more = bool(raw_more)
+        if self.declared is not None:
+            sent = self.sent + len(body)
+            if sent > self.declared or (not more and sent < self.declared):
+                return self._cut(body)
+            self.sent = sent
         if not more:
             self.state = AsgiState.DONE
             self.finished = True
@@ -174,6 +211,23 @@ class AsgiResponse:
         if self.head:
             body = b""
         return Body(body, more)
+
+    def _cut(self, body: bytes) -> Cut:
+        """Enforcing mode: the body breaks the declared length. What is within it may
+        go; the response is over (DONE, not finished: it never completed), and later
+        body messages are ignored."""
+        declared = self.declared
+        assert declared is not None
+        total = self.sent + len(body)
+        if total > declared:
+            what = f"sent at least {total} body bytes; the {total - declared} past it were not sent"
+            body = body[: declared - self.sent]
+        else:
+            what = f"ended its body after {total} bytes"
+        self.sent += len(body)
+        error = self._refuse("content-length", f"the ASGI app declared Content-Length: {declared} and {what}")
+        self.state = AsgiState.DONE
+        return Cut(body, error)
 
     def _inspect_length(self) -> None:
         """Recording mode, at the final body: the body against status and Content-Length."""
@@ -192,7 +246,8 @@ class AsgiResponse:
     def returned(self) -> Body | None:
         """The app's task returned. A response that never started is an error; one
         that started but never sent its final body ends here (leniently, as servers do:
-        the last body message is implied); None if it had ended already."""
+        the last body message is implied), unless that leaves the body short of its
+        Content-Length (enforcing mode: an error); None if it had ended already."""
         state = self.state
         if state is AsgiState.AWAIT_START:
             if self.record is not None:
@@ -205,6 +260,16 @@ class AsgiResponse:
         if state is AsgiState.BODY:
             if self.record is not None:
                 self.record("asgi-incomplete", "the app returned having sent http.response.start only")
+            declared = self.declared
+            if declared is not None and self.sent < declared:
+                # The final body this implies would leave the body short of its length.
+                self.state = AsgiState.DONE
+                raise ResponseError(
+                    f"the ASGI app declared Content-Length: {declared} and returned after "
+                    f"{self.sent} body bytes",
+                    rule="content-length",
+                    state=state.name,
+                )
             self.state = AsgiState.DONE
             self.finished = True
             return Body(b"", False)
@@ -213,3 +278,13 @@ class AsgiResponse:
     def client_gone(self) -> None:
         """The client left: from now on ``send()`` raises ClientDisconnected."""
         self.state = AsgiState.CLIENT_GONE
+
+
+def _declared_length(headers: list[tuple[str, str]]) -> int | None:
+    """The response's Content-Length, if it has one that parses (the first, if it is
+    repeated); the WSGI server frames the body by it."""
+    for name, value in headers:
+        if len(name) == 14 and name.lower() == "content-length":
+            digits = value.strip(" \t")
+            return int(digits) if digits.isascii() and digits.isdigit() else None
+    return None

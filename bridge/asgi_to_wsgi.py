@@ -22,18 +22,19 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import Any, Iterable, Iterator, Literal, Union
+from typing import Any, Iterable, Iterator, Literal, NoReturn, Union
 
 import anyio
 from anyio.from_thread import BlockingPortal
 from asgiref.compatibility import guarantee_single_callable
 
 from ._types import ASGIApp, Environ, Message, Scope, StartResponse
-from .asgi_response import AsgiResponse, AsgiState, Body, Start
+from .asgi_response import AsgiResponse, AsgiState, Body, Cut, Start
 from .environ import build_scope, environ_type_problem, wsgi_input_bytes
 from .errors import (
     AppExitError,
     BadRequestError,
+    BodyTooLargeError,
     BridgeError,
     ClientDisconnected,
     InvalidScopeError,
@@ -53,6 +54,14 @@ _DISCONNECT: Message = {"type": "http.disconnect"}
 _READ_CHUNK = 256 * 1024
 # How long close() waits, beyond the grace period, for a cancelled task to end.
 _CANCEL_WAIT = 5.0
+# The answer to a request body over max_body_size. No hop-by-hop header (PEP 3333):
+# whether the connection survives the unread rest of the body is the server's call.
+_TOO_LARGE_STATUS = "413 Content Too Large"
+_TOO_LARGE_BODY = b"Content Too Large\n"
+_TOO_LARGE_HEADERS = (
+    ("Content-Type", "text/plain; charset=utf-8"),
+    ("Content-Length", str(len(_TOO_LARGE_BODY))),
+)
 
 
 class AsgiToWsgi:
@@ -66,11 +75,24 @@ class AsgiToWsgi:
     :param startup_timeout: seconds lifespan startup may take.
     :param shutdown_timeout: seconds lifespan shutdown may take.
     :param disconnect_grace: seconds an app gets to finish after its client left,
-        before its task is cancelled.
+        before its task is cancelled. A client that leaves during the request body
+        cannot be seen by the WSGI server while it waits for the response: from the
+        moment the app's ``receive()`` returns ``http.disconnect`` for it, the app has
+        this long to finish its response (or to send more of it), or its task is
+        cancelled and the WSGI call (or the response's iterator) raises
+        :class:`~bridge.errors.ClientDisconnected`, freeing the server's thread.
     :param max_buffer: response bytes the app may send ahead of the WSGI server
         before its ``send()`` waits (backpressure).
     :param preload_body: request bodies of at most this many bytes, with a known
         length, are read before the app starts and handed over in one message.
+    :param max_body_size: the largest request body the app gets, in bytes (``None``:
+        no limit). A larger declared ``Content-Length`` is answered with ``413 Content
+        Too Large`` before the app runs. A body without one (a chunked upload) that
+        grows past it is one whose client left, to the app: its ``receive()`` gets
+        ``http.disconnect`` (never a byte past the limit) and its later ``send()``
+        raises :class:`~bridge.errors.ClientDisconnected`; the client gets 413 if no
+        response has started, else the response ends as an error
+        (:class:`~bridge.errors.BodyTooLargeError`: the server closes the connection).
     :param teardown_wait: seconds the response's ``close()`` waits for the app to
         return after its last body message, before the WSGI server reuses the thread
         for another request. The client has its response by then; what the app still
@@ -92,9 +114,22 @@ class AsgiToWsgi:
         max_buffer: int = 256 * 1024,
         preload_body: int = DEFAULT_PRELOAD_BODY,
         teardown_wait: float = 0.1,
+        max_body_size: int | None = None,
     ) -> None:
         if teardown_wait < 0:
             raise ValueError(f"teardown_wait must be 0 or more, got {teardown_wait}")
+        if preload_body < 0:
+            raise ValueError(f"preload_body must be 0 or more, got {preload_body}")
+        if max_buffer < 1:
+            raise ValueError(f"max_buffer must be at least 1, got {max_buffer}")
+        if disconnect_grace < 0:
+            raise ValueError(f"disconnect_grace must be 0 or more, got {disconnect_grace}")
+        if startup_timeout <= 0:
+            raise ValueError(f"startup_timeout must be more than 0, got {startup_timeout}")
+        if shutdown_timeout <= 0:
+            raise ValueError(f"shutdown_timeout must be more than 0, got {shutdown_timeout}")
+        if max_body_size is not None and max_body_size < 0:
+            raise ValueError(f"max_body_size must be 0 or more (or None: no limit), got {max_body_size}")
         if lifespan not in ("auto", "on", "off"):
             raise ValueError(f"lifespan must be 'auto', 'on' or 'off', got {lifespan!r}")
         if backend not in ("asyncio", "trio"):
@@ -109,6 +144,7 @@ class AsgiToWsgi:
         self.max_buffer = max_buffer
         self.preload_body = preload_body
         self.teardown_wait = teardown_wait
+        self.max_body_size = max_body_size
         self._reset()
         _live_adapters.add(self)
 
@@ -202,20 +238,29 @@ class AsgiToWsgi:
         portal = self._portal()
         try:
             scope = build_scope(environ)
-            body = _RequestBody.from_environ(environ, self.preload_body)
+            body = _RequestBody.from_environ(environ, self.preload_body, self.max_body_size)
         except BadRequestError as exc:
             logger.warning("answering 400 Bad Request: %s", exc)
             start_response(
                 "400 Bad Request", [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "12")]
             )
             return [b"Bad Request\n"]
+        except _DeclaredTooLarge as exc:
+            logger.warning(
+                "answering 413 Content Too Large: the request declares a %d-byte body, "
+                "over max_body_size (%d bytes)",
+                exc.declared,
+                exc.limit,
+            )
+            start_response(_TOO_LARGE_STATUS, list(_TOO_LARGE_HEADERS))
+            return [_TOO_LARGE_BODY]
         lifespan = self._lifespan
         if lifespan is not None and lifespan.supported:
             scope["state"] = dict(lifespan.state)
         loop_ref = self._loop.loop_ref
         assert loop_ref is not None  # the portal is running
         events: Handoff[_Event] = Handoff(self.max_buffer, loop_ref)
-        task = _AppTask(self.app, scope, body, events, self.disconnect_grace)
+        task = _AppTask(self.app, scope, body, events)
         responder = _Responder(self, task, body, portal)
         task.start(self._loop.asyncio_loop, portal)
         return responder.respond(start_response)
@@ -225,20 +270,32 @@ class _RequestBody:
     """Reads ``wsgi.input`` in the WSGI thread, for the app's ``receive()``: never past
     Content-Length, to EOF only when the server says the stream ends there
     (``wsgi.input_terminated``). A small body of known length is read before the app
-    starts (``preloaded``) and handed over in one message."""
+    starts (``preloaded``) and handed over in one message. A body read to EOF is held
+    to ``limit`` (max_body_size); a declared length was checked against it before."""
 
-    __slots__ = ("preloaded", "remaining", "stream", "truncated")
+    __slots__ = ("limit", "preloaded", "received", "remaining", "stream", "too_large", "truncated")
 
-    def __init__(self, stream: Any, remaining: int | None, preloaded: bytes | None, truncated: bool) -> None:
+    def __init__(
+        self,
+        stream: Any,
+        remaining: int | None,
+        preloaded: bytes | None,
+        truncated: bool,
+        limit: int | None = None,
+    ) -> None:
         self.stream = stream  # None: nothing left to read
         self.remaining = remaining  # None: read until EOF
         self.preloaded = preloaded
         self.truncated = truncated  # the preloaded body ended early: the client left
+        self.limit = limit  # only for a body read until EOF
+        self.received = 0  # bytes read until EOF so far (counted only with a limit)
+        self.too_large = False  # ...and they went past the limit: reading stopped
 
     @classmethod
-    def from_environ(cls, environ: Environ, preload: int) -> _RequestBody:
+    def from_environ(cls, environ: Environ, preload: int, limit: int | None = None) -> _RequestBody:
         """Raises BadRequestError for a bad CONTENT_LENGTH (the client's, passed on by
-        a lenient server) and InvalidScopeError for an environ that breaks PEP 3333."""
+        a lenient server), InvalidScopeError for an environ that breaks PEP 3333, and
+        _DeclaredTooLarge for a CONTENT_LENGTH over ``limit``."""
         stream = environ.get("wsgi.input")
         raw_length = environ.get("CONTENT_LENGTH")
         length: int | None
@@ -257,6 +314,8 @@ class _RequestBody:
                 length = 0  # PEP 3333: without CONTENT_LENGTH there is no body to read
             else:
                 raise _RequestBody.invalid_environ("wsgi.input_terminated", terminated, "a bool")
+        if length is not None and limit is not None and length > limit:
+            raise _DeclaredTooLarge(length, limit)
         if length == 0:
             return cls(None, 0, b"", False)
         if not callable(getattr(stream, "read", None)):
@@ -265,7 +324,7 @@ class _RequestBody:
             # Small and complete: read it here, hand it over in one message.
             data = _read_exactly(stream, length)
             return cls(None, 0, data, len(data) < length)
-        return cls(stream, length, None, False)
+        return cls(stream, length, None, False, limit if length is None else None)
 
     @staticmethod
     def invalid_environ(key: str, value: object, expected: str = "a str") -> BridgeError:
@@ -277,7 +336,13 @@ class _RequestBody:
         if self.stream is None:
             request.answer(b"", False, True)
             return
-        size = _READ_CHUNK if self.remaining is None else min(_READ_CHUNK, self.remaining)
+        if self.remaining is not None:
+            size = min(_READ_CHUNK, self.remaining)
+        elif self.limit is None:
+            size = _READ_CHUNK
+        else:
+            # At most one byte past the limit: enough to tell a body that ends at it.
+            size = min(_READ_CHUNK, self.limit - self.received + 1)
         try:
             data = self.stream.read(size)
         except Exception as exc:
@@ -292,19 +357,41 @@ class _RequestBody:
                 request.answer(b"", False, True, exc.with_traceback(None))
                 return
         if self.remaining is None:
-            request.answer(data, bool(data), False)
+            if self.limit is not None and data and self._over_limit(len(data)):
+                request.answer(b"", False, True, too_large=True)
+            else:
+                request.answer(data, bool(data), False)
         elif not data:
             request.answer(b"", False, True)  # the client left before the whole body arrived
         else:
             self.remaining -= len(data)
             request.answer(data, self.remaining > 0, False)
 
+    def _over_limit(self, size: int) -> bool:
+        """Count ``size`` more bytes read until EOF; past the limit, stop reading: the
+        app gets none of these bytes, and a disconnect instead."""
+        assert self.limit is not None
+        self.received += size
+        if self.received <= self.limit:
+            return False
+        self.too_large = True
+        self.stream = None
+        return True
+
+
+class _DeclaredTooLarge(BodyTooLargeError):
+    """The request declares a body over max_body_size: answered 413 before the app runs."""
+
+    def __init__(self, declared: int, limit: int) -> None:
+        super().__init__(limit)
+        self.declared = declared
+
 
 class _ReadRequest:
     """The loop asks the WSGI thread for the next chunk of the request body; the
     answer comes back in this object (an event that crosses, not a tuple)."""
 
-    __slots__ = ("data", "error", "event", "left", "loop_ref", "more")
+    __slots__ = ("data", "error", "event", "left", "loop_ref", "more", "too_large")
 
     def __init__(self, loop_ref: LoopRef) -> None:
         self.loop_ref = loop_ref
@@ -313,11 +400,21 @@ class _ReadRequest:
         self.more = False
         self.left = True  # the body ended early: the client left
         self.error: BridgeError | None = None  # ...or wsgi.input broke PEP 3333
+        self.too_large = False  # ...or it grew past max_body_size
 
-    def answer(self, data: bytes, more: bool, left: bool, error: BridgeError | None = None) -> None:
+    def answer(
+        self,
+        data: bytes,
+        more: bool,
+        left: bool,
+        error: BridgeError | None = None,
+        *,
+        too_large: bool = False,
+    ) -> None:
         """From either thread: hand the result over and wake the waiting task (if the
         loop has ended, nobody waits any more)."""
         self.data, self.more, self.left, self.error = data, more, left, error
+        self.too_large = too_large
         if threading.get_ident() == self.loop_ref.thread:
             self.event.set()
         else:
@@ -334,10 +431,20 @@ class _Failed:
         self.error = error
 
 
+class _Signal(enum.Enum):
+    """What else crosses (CLIENT_LEFT), or comes out of the WSGI thread's wait for
+    events (``_Responder.next_event``)."""
+
+    CLIENT_LEFT = "CLIENT_LEFT"  # the task told the app its client left mid-body
+    TOO_LARGE = "TOO_LARGE"  # the body grew past max_body_size (the app was told)
+    NO_ANSWER = "NO_ANSWER"  # the client left mid-body; the response did not end in time
+
+
 #: What the app's task hands to the WSGI thread, through one bounded Handoff: the
-#: response as the ASGI machine translates it, a failure, or a request to read the
-#: body. The task's end is the hand-off's close().
-_Event = Union[Start, Body, _Failed, _ReadRequest]
+#: response as the ASGI machine translates it, a failure, a request to read the
+#: body, or word that the app was told its client left. The task's end is the
+#: hand-off's close().
+_Event = Union[Start, Body, _Failed, _ReadRequest, _Signal]
 
 
 def _read_exactly(stream: Any, length: int) -> bytes:
@@ -379,7 +486,6 @@ class _AppTask:
         "body_done",
         "cancel_scope",
         "events",
-        "grace",
         "loop_ref",
         "pending_start",
         "preloaded",
@@ -390,14 +496,11 @@ class _AppTask:
         "truncated",
     )
 
-    def __init__(
-        self, app: ASGIApp, scope: Scope, body: _RequestBody, events: Handoff[_Event], grace: float
-    ) -> None:
+    def __init__(self, app: ASGIApp, scope: Scope, body: _RequestBody, events: Handoff[_Event]) -> None:
         self.app = app
         self.scope = scope
         self.events = events
         self.loop_ref = events.loop_ref
-        self.grace = grace
         self.state = _TaskState.RUNNING
         # What the app may send next: the ASGI rules.
         self.response = AsgiResponse(head=scope["method"] == "HEAD")
@@ -449,6 +552,8 @@ class _AppTask:
             try:
                 end = self.response.returned()  # a response that never started is an error
             except ResponseError as exc:
+                if exc.rule == "content-length":
+                    _log_lie(exc)
                 self._failed(exc)
             else:
                 if end is not None:  # started, never ended: end it here
@@ -531,6 +636,7 @@ class _AppTask:
             self.preloaded = None
             self.body_done = True
             if self.truncated:
+                self._client_left()
                 return _DISCONNECT
             return {"type": "http.request", "body": preloaded, "more_body": False}
         # wsgi.input belongs to the WSGI thread, which waits on our events anyway: ask
@@ -547,10 +653,23 @@ class _AppTask:
             error, request.error = request.error, None
             if error is not None:
                 raise error  # wsgi.input broke PEP 3333: the server's bug, not a disconnect
+            if request.too_large:
+                # Refused for its size: to the app, a client that left (its sends raise
+                # from now on; the WSGI side answers 413, or cuts a started response).
+                self.response.client_gone()
+            else:
+                self._client_left()
             return _DISCONNECT
         if not request.more:
             self.body_done = True
         return {"type": "http.request", "body": request.data, "more_body": request.more}
+
+    def _client_left(self) -> None:
+        """The app is told now that its client left during the request body. The WSGI
+        server cannot see that while it waits for the response: let the WSGI side know,
+        so that the app gets ``disconnect_grace`` from now on to answer."""
+        with contextlib.suppress(Closed):  # the WSGI side is done with the request already
+            self._emit(_Signal.CLIENT_LEFT)
 
     async def send(self, message: Message) -> None:
         event = self.response.send(message)  # ClientDisconnected once the client left
@@ -569,27 +688,55 @@ class _AppTask:
                 raise ClientDisconnected("the client disconnected") from None
             if self.response.state is AsgiState.CLIENT_GONE:
                 raise ClientDisconnected("the client disconnected")
-        elif event is not None:
+        elif isinstance(event, Start):
             self.pending_start = event
+        elif event is not None:
+            try:
+                self._cut(event)
+            finally:
+                del event  # it holds the error raised from here: no cycle through this frame
+
+    def _cut(self, cut: Cut) -> NoReturn:
+        """The body broke its own Content-Length: the bytes within it go on, then the
+        response fails, so that the WSGI server closes the connection (on a kept-alive
+        one the client would wait for bytes that never come, or read the surplus as the
+        next response). The app's ``send()`` raises the error too."""
+        error = cut.error
+        _log_lie(error)
+        events: list[_Event] = [Body(cut.data, True)] if cut.data else []
+        # A copy for the WSGI thread: the app gets the original, with its own frames.
+        events.append(_Failed(ResponseError(error.args[0], rule=error.rule, state=error.state)))
+        start, self.pending_start = self.pending_start, None
+        if start is not None:
+            events.insert(0, start)
+        with contextlib.suppress(Closed):  # the WSGI side is done already: nobody to tell
+            self.events.push_in_loop(*events)
+        self.state = _TaskState.FAILED_EARLY  # what the app raises now is only logged
+        try:
+            raise error
+        finally:
+            del error, cut, events  # this frame joins the traceback: no cycle through it
 
     def _end_response(self) -> None:
         if self._over is not None:
             self._over.set()
 
-    async def abort_then_cancel(self) -> None:
+    async def abort_then_cancel(self, grace: float, say_why: bool) -> None:
         """The client is gone: tell the app (its sends raise, its receive()
-        disconnects), give it the grace period, then cancel it."""
+        disconnects), give it ``grace`` seconds, then cancel it (``say_why``: with a
+        log line saying why; otherwise the caller has said it)."""
         self.response.client_gone()
         self._end_response()
         for event in self.events.refuse():  # nobody takes them now; a waiting send() wakes
             if isinstance(event, _ReadRequest):
                 event.answer(b"", False, True)
-        if self.state is not _TaskState.ENDED:
+        if self.state is not _TaskState.ENDED and grace > 0:
             self._ended = anyio.Event()
-            with anyio.move_on_after(self.grace):
+            with anyio.move_on_after(grace):
                 await self._ended.wait()
         if self.state is not _TaskState.ENDED:
-            logger.warning("cancelling the ASGI app's task: its client left %s s ago", self.grace)
+            if say_why:
+                logger.warning("cancelling the ASGI app's task: its client left %s s ago", grace)
             if self.task is not None:
                 self.task.cancel()
             elif self.cancel_scope is not None:
@@ -600,6 +747,7 @@ class _ResponseState(enum.Enum):
     AWAITING = "AWAITING"  # waiting for the status and the first body bytes
     STREAMING = "STREAMING"  # handed to the server, more to come
     DONE = "DONE"  # the server has the whole response (or closed it early)
+    CUT = "CUT"  # ended by us (body too large): the app is let go; close() waits for it
 
 
 class _Responder:
@@ -607,6 +755,7 @@ class _Responder:
     events, serves its body reads, and hands the response to the WSGI server."""
 
     __slots__ = (
+        "answer_by",
         "backlog",
         "body",
         "events",
@@ -632,25 +781,42 @@ class _Responder:
         self.head = task.response.head
         self.state = _ResponseState.AWAITING
         self.backlog: deque[_Event] = deque()
+        # The client left mid-body: the response must have ended by then (monotonic).
+        self.answer_by: float | None = None
 
     def _loop_stopped(self) -> bool:
         if not self.loop.running and not self.events.closed:
             raise BridgeError("the event loop thread running the ASGI app has stopped")
         return False
 
-    def next_event(self) -> Start | Body | _Failed | None:
+    def next_event(self) -> Start | Body | _Failed | _Signal | None:
         """The next response event, None once the task has ended; serves the app's
-        body reads meanwhile."""
+        body reads meanwhile. ``_Signal.TOO_LARGE`` once a read went past
+        max_body_size; ``_Signal.NO_ANSWER`` if the client left mid-body and the app,
+        told so, has not finished its response within the grace period (nothing of it
+        is waiting to be taken)."""
         backlog = self.backlog
         while True:
             if not backlog:
+                answer_by = self.answer_by
+                timeout = None if answer_by is None else max(0.0, answer_by - time.monotonic())
                 try:
-                    backlog.extend(self.events.get_in_thread(self._loop_stopped))
+                    events = self.events.get_in_thread(self._loop_stopped, timeout)
                 except Closed:
                     return None
+                if not events:  # (only with a deadline: it passed)
+                    return _Signal.NO_ANSWER
+                backlog.extend(events)
             event = backlog.popleft()
             if isinstance(event, _ReadRequest):
                 self.body.serve(event)
+                if self.body.too_large:
+                    return _Signal.TOO_LARGE
+                continue
+            if event is _Signal.CLIENT_LEFT:
+                # The WSGI server sees a client leave only when a write fails; an app
+                # that, told, neither answers nor ends would hold this thread for good.
+                self.answer_by = time.monotonic() + self.grace
                 continue
             return event
 
@@ -684,11 +850,18 @@ class _Responder:
                     raise error
                 finally:
                     del error, event  # this frame joins the traceback: no cycle through it
-            else:  # the task ended, after a start (one that never started reports _Failed)
+            elif event is None:  # the task ended, after a start (one that never started reports _Failed)
                 if status is None:
                     raise BridgeError("the ASGI app's task ended without a response")
                 complete = True
                 break
+            elif event is _Signal.TOO_LARGE:
+                return self._too_large(start_response)
+            else:
+                self.give_up()
+                raise ClientDisconnected(
+                    "the client left before sending the whole request body, and the ASGI app did not answer"
+                )
         assert status is not None
         start_response(status, headers)
         if head_cut:
@@ -705,11 +878,44 @@ class _Responder:
         self.state = _ResponseState.STREAMING
         return _ResponseIterator(self, chunks)
 
+    def _too_large(self, start_response: StartResponse) -> Iterable[bytes]:
+        """Before the response started, the body grew past max_body_size: answer 413
+        (the app, told its client left, answers nobody), and let the app go."""
+        logger.warning(
+            "answering 413 Content Too Large: the request body grew past max_body_size "
+            "(%d bytes) as it streamed in; the ASGI app was told its client left",
+            self.body.limit,
+        )
+        self.cut()
+        start_response(_TOO_LARGE_STATUS, list(_TOO_LARGE_HEADERS))
+        return _CompleteResponse([_TOO_LARGE_BODY], self)
+
+    def give_up(self) -> None:
+        """The client left during the request body, the app was told, and it has not
+        finished its response within the grace period: a WSGI server cannot see the
+        client go while it waits on the app, so free its thread now (the caller then
+        fails the request). The app's task is cancelled, and waited for."""
+        logger.warning(
+            "the client left during the request body and the ASGI app did not finish its "
+            "response within disconnect_grace (%s s): cancelling its task",
+            self.grace,
+        )
+        self.finish()
+        self.abort(wait=True, grace=0.0, say_why=False)
+
+    def cut(self) -> None:
+        """End the request before the app has: its events are refused, it is told the
+        client left and cancelled after the grace period; ``close()`` waits for that."""
+        self.finish()
+        self.state = _ResponseState.CUT
+        self.abort(wait=False)
+
     def finish(self) -> None:
         """The WSGI server is done with this request: the task's events are refused
         (its body reads get a disconnect, an error it reports from now on is only
         logged), and those queued go."""
-        self.state = _ResponseState.DONE
+        if self.state is not _ResponseState.CUT:
+            self.state = _ResponseState.DONE
         for event in self.events.refuse():
             if isinstance(event, _ReadRequest):
                 event.answer(b"", False, True)
@@ -723,7 +929,12 @@ class _Responder:
 
     def await_return(self) -> None:
         """From the response's close(): the client has the whole response; give the
-        app up to ``teardown_wait`` to return before the server takes another request."""
+        app up to ``teardown_wait`` to return before the server takes another request.
+        A request we cut waits for the app's (cancelled) task instead."""
+        if self.state is _ResponseState.CUT:
+            if not self._wait_for_end(self.grace + _CANCEL_WAIT):
+                logger.warning("the ASGI app's task did not end after it was cancelled")
+            return
         if self.events.closed or not self.teardown_wait:
             return
         if not self._wait_for_end(self.teardown_wait):
@@ -732,20 +943,25 @@ class _Responder:
                 self.teardown_wait,
             )
 
-    def abort(self, *, wait: bool) -> None:
-        """The client is gone: tell the app, give it a grace period, then cancel it.
+    def abort(self, *, wait: bool, grace: float | None = None, say_why: bool = True) -> None:
+        """The client is gone: tell the app, give it a grace period (``grace``, or
+        disconnect_grace), then cancel it (``say_why``: with a log line saying why).
 
         With ``wait``, block until the app's task has ended (the server is closing the
         response, and nothing of the request should outlive that).
         """
+        if grace is None:
+            grace = self.grace
         try:
             if self.loop.asyncio_loop is not None:
-                asyncio.run_coroutine_threadsafe(self.task.abort_then_cancel(), self.loop.asyncio_loop)
+                asyncio.run_coroutine_threadsafe(
+                    self.task.abort_then_cancel(grace, say_why), self.loop.asyncio_loop
+                )
             else:
-                self.portal.start_task_soon(self.task.abort_then_cancel)
+                self.portal.start_task_soon(self.task.abort_then_cancel, grace, say_why)
         except RuntimeError:  # the loop has ended (asyncio's, or the portal's error)
             return
-        if wait and not self._wait_for_end(self.grace + _CANCEL_WAIT):
+        if wait and not self._wait_for_end(grace + _CANCEL_WAIT):
             logger.warning("the ASGI app's task did not end after it was cancelled")
 
     def _wait_for_end(self, timeout: float) -> bool:
@@ -803,6 +1019,24 @@ class _ResponseIterator:
                     del error, event  # this frame joins the traceback: no cycle through it
             elif event is None:
                 self.done = True  # returned after start without a final body: end here
+            elif event is _Signal.NO_ANSWER:
+                self.done = True
+                responder.give_up()
+                raise ClientDisconnected(
+                    "the client left before sending the whole request body, and the ASGI app "
+                    "did not finish its response"
+                )
+            else:  # the app read on after the response started, past max_body_size
+                self.done = True
+                limit = responder.body.limit
+                assert limit is not None
+                logger.warning(
+                    "the request body grew past max_body_size (%d bytes) after the response "
+                    "started: ending the response as an error; the ASGI app was told its client left",
+                    limit,
+                )
+                responder.cut()
+                raise BodyTooLargeError(limit)
         responder.finish()
         raise StopIteration
 
@@ -831,6 +1065,14 @@ class _CompleteResponse(list[bytes]):
         responder, self.responder = self.responder, None
         if responder is not None:
             responder.await_return()
+
+
+def _log_lie(error: ResponseError) -> None:
+    """One line naming what the app declared and what it sent; the WSGI server gets
+    the error (and logs it its own way) when the response fails."""
+    # Formatted here: a record that kept the error would keep, through its traceback
+    # (it is raised into the app), the app's frames, for as long as a handler keeps it.
+    logger.error("ending the response as an error: %s", str(error))
 
 
 def _caused_by_disconnect(error: BaseException) -> bool:
