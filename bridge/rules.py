@@ -132,7 +132,7 @@ RULES: dict[str, Rule] = {
         "send an empty body with these statuses",
     ),
     "app-error": Rule(
-        "warning",
+        "error",
         "the app raised an exception (the server answers 500 and logs it)",
         "run the probe against the app directly to see the traceback (--verbose prints it)",
     ),
