@@ -27,13 +27,18 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import os
 from typing import Any, NamedTuple
 
 from .errors import ClientDisconnected, ResponseError
 from .http import decode_asgi_headers, parse_asgi_status
 from .wsgi_response import NO_BODY_STATUSES, Record
 
-__all__ = ["AsgiResponse", "AsgiState", "Body", "Cut", "Start"]
+__all__ = ["AsgiResponse", "AsgiState", "Body", "Cut", "PathBody", "Start"]
+
+
+#: The messages that carry the body: bytes, or (Path Send) a file's path.
+_BODY_MESSAGES = frozenset({"http.response.body", "http.response.pathsend"})
 
 
 class AsgiState(enum.Enum):
@@ -57,6 +62,15 @@ class Body(NamedTuple):
     more: bool
 
 
+class PathBody(NamedTuple):
+    """``http.response.pathsend`` (ASGI's Path Send extension): the whole body is the
+    file at ``path``, an absolute path; ``declared`` is the response's Content-Length,
+    which the file's size must match (None: none declared)."""
+
+    path: str
+    declared: int | None
+
+
 class Cut(NamedTuple):
     """``http.response.body`` that breaks the response's own Content-Length (RFC 9110
     8.6): more bytes than it declared, or a final body short of it. ``data`` is what
@@ -75,6 +89,7 @@ class AsgiResponse:
     ``record`` switches to recording mode."""
 
     __slots__ = (
+        "bodied",
         "broken",
         "content_length",
         "declared",
@@ -100,6 +115,7 @@ class AsgiResponse:
         # 204 or 304, or recording mode), and the body bytes passed on so far.
         self.declared: int | None = None
         self.sent = 0
+        self.bodied = False  # an http.response.body came: no http.response.pathsend now
         # Recording mode only: what the report compares at the end.
         self.status: int | None = None
         self.content_length: int | None = None
@@ -114,7 +130,7 @@ class AsgiResponse:
             self.record(rule, message)
         return error
 
-    def send(self, message: Any) -> Start | Body | Cut | None:
+    def send(self, message: Any) -> Start | Body | Cut | PathBody | None:
         """One message from the app's ``send()``."""
         state = self.state
         if state is AsgiState.CLIENT_GONE:
@@ -125,18 +141,16 @@ class AsgiResponse:
             raise self._refuse(
                 "asgi-message", f"an ASGI message must be a dict with a 'type' key, got {message!r}"
             ) from None
-        if kind == "http.response.body":
+        if kind in _BODY_MESSAGES:
             if state is AsgiState.BODY:
-                return self._body(message)
+                return self._body(message) if kind == "http.response.body" else self._path(message)
             if state is AsgiState.DONE:
                 # ASGI: messages after the final body are ignored ("the server ... must
                 # not send any more body").
                 if self.record is not None:
                     self.record("asgi-after-end", f"the app sent {kind} after the response was complete")
                 return None
-            raise self._refuse(
-                "asgi-order", "the ASGI app sent http.response.body before http.response.start"
-            )
+            raise self._refuse("asgi-order", f"the ASGI app sent {kind} before http.response.start")
         if kind == "http.response.start":
             if state is not AsgiState.AWAIT_START:
                 if state is AsgiState.DONE and self.record is not None:
@@ -184,7 +198,27 @@ class AsgiResponse:
             elif lower == b"content-length" and bytes(value).isdigit():
                 self.content_length = int(value)
 
+    def _path(self, message: Any) -> PathBody | Body:
+        # The extension: "The ASGI framework can initiate a path-send by sending a
+        # message with ... path: The string representation of the absolute file path
+        # to be sent by the server" ... "and cannot be mixed with http.response.body".
+        path = message.get("path")
+        if type(path) is not str or not os.path.isabs(path):
+            raise self._refuse(
+                "asgi-pathsend", f"http.response.pathsend 'path' must be an absolute file path, got {path!r}"
+            )
+        if self.bodied:
+            raise self._refuse(
+                "asgi-pathsend", "the ASGI app sent http.response.pathsend after http.response.body"
+            )
+        self.state = AsgiState.DONE
+        self.finished = True
+        if self.head or self.record is not None:
+            return Body(b"", False)  # HEAD: no body to send; recording mode: no file to read
+        return PathBody(path, self.declared)
+
     def _body(self, message: Any) -> Body | Cut:
+        self.bodied = True
         body = message.get("body", b"")
         if type(body) is not bytes:
             if not isinstance(body, (bytes, bytearray, memoryview)):

@@ -16,8 +16,10 @@ import asyncio
 import atexit
 import contextlib
 import enum
+import io
 import logging
 import os
+import stat
 import threading
 import time
 import weakref
@@ -29,7 +31,7 @@ from anyio.from_thread import BlockingPortal
 from asgiref.compatibility import guarantee_single_callable
 
 from ._types import ASGIApp, Environ, Message, Scope, StartResponse
-from .asgi_response import AsgiResponse, AsgiState, Body, Cut, Start
+from .asgi_response import AsgiResponse, AsgiState, Body, Cut, PathBody, Start
 from .environ import build_scope, environ_type_problem, wsgi_input_bytes
 from .errors import (
     AppExitError,
@@ -45,6 +47,7 @@ from .handoff import Closed, Handoff, LoopRef
 from .http import DEFAULT_PRELOAD_BODY, parse_content_length
 from .lifespan import Lifespan
 from .loop_thread import LoopThread
+from .wsgi_streams import FileWrapper
 
 __all__ = ["AsgiToWsgi"]
 
@@ -52,6 +55,8 @@ logger = logging.getLogger("bridge.asgi_to_wsgi")
 
 _DISCONNECT: Message = {"type": "http.disconnect"}
 _READ_CHUNK = 256 * 1024
+# Blocks of an http.response.pathsend file, where the server iterates it.
+_FILE_BLOCK = 256 * 1024
 # How long close() waits, beyond the grace period, for a cancelled task to end.
 _CANCEL_WAIT = 5.0
 # The answer to a request body over max_body_size. No hop-by-hop header (PEP 3333):
@@ -261,7 +266,7 @@ class AsgiToWsgi:
         assert loop_ref is not None  # the portal is running
         events: Handoff[_Event] = Handoff(self.max_buffer, loop_ref)
         task = _AppTask(self.app, scope, body, events)
-        responder = _Responder(self, task, body, portal)
+        responder = _Responder(self, task, body, portal, environ)
         task.start(self._loop.asyncio_loop, portal)
         return responder.respond(start_response)
 
@@ -444,7 +449,7 @@ class _Signal(enum.Enum):
 #: response as the ASGI machine translates it, a failure, a request to read the
 #: body, or word that the app was told its client left. The task's end is the
 #: hand-off's close().
-_Event = Union[Start, Body, _Failed, _ReadRequest, _Signal]
+_Event = Union[Start, Body, PathBody, _Failed, _ReadRequest, _Signal]
 
 
 def _read_exactly(stream: Any, length: int) -> bytes:
@@ -690,6 +695,13 @@ class _AppTask:
                 raise ClientDisconnected("the client disconnected")
         elif isinstance(event, Start):
             self.pending_start = event
+        elif isinstance(event, PathBody):
+            self._end_response()
+            try:
+                self._emit(event)  # the WSGI thread opens the file: I/O is for threads
+            except Closed:
+                self.response.client_gone()
+                raise ClientDisconnected("the client disconnected") from None
         elif event is not None:
             try:
                 self._cut(event)
@@ -759,6 +771,7 @@ class _Responder:
         "backlog",
         "body",
         "events",
+        "file_wrapper",
         "grace",
         "head",
         "loop",
@@ -769,7 +782,12 @@ class _Responder:
     )
 
     def __init__(
-        self, adapter: AsgiToWsgi, task: _AppTask, body: _RequestBody, portal: BlockingPortal
+        self,
+        adapter: AsgiToWsgi,
+        task: _AppTask,
+        body: _RequestBody,
+        portal: BlockingPortal,
+        environ: Environ,
     ) -> None:
         self.task = task  # only to start and to abort it, through the loop
         self.events = task.events
@@ -779,6 +797,8 @@ class _Responder:
         self.grace = adapter.disconnect_grace
         self.teardown_wait = adapter.teardown_wait
         self.head = task.response.head
+        # The server's (PEP 3333: optional), for an http.response.pathsend.
+        self.file_wrapper: Any = environ.get("wsgi.file_wrapper")
         self.state = _ResponseState.AWAITING
         self.backlog: deque[_Event] = deque()
         # The client left mid-body: the response must have ended by then (monotonic).
@@ -789,7 +809,7 @@ class _Responder:
             raise BridgeError("the event loop thread running the ASGI app has stopped")
         return False
 
-    def next_event(self) -> Start | Body | _Failed | _Signal | None:
+    def next_event(self) -> Start | Body | PathBody | _Failed | _Signal | None:
         """The next response event, None once the task has ended; serves the app's
         body reads meanwhile. ``_Signal.TOO_LARGE`` once a read went past
         max_body_size; ``_Signal.NO_ANSWER`` if the client left mid-body and the app,
@@ -826,6 +846,7 @@ class _Responder:
         headers: list[tuple[str, str]] = []
         chunks: list[bytes] = []
         complete = head_cut = False
+        served: Iterable[bytes] | None = None  # the file of an http.response.pathsend
         while True:
             event = self.next_event()
             if isinstance(event, Body):
@@ -843,6 +864,9 @@ class _Responder:
                     break
             elif isinstance(event, Start):
                 status, headers = event
+            elif isinstance(event, PathBody):
+                served = self._open(event)
+                break
             elif isinstance(event, _Failed):
                 self._let_go()
                 error = event.error
@@ -864,6 +888,9 @@ class _Responder:
                 )
         assert status is not None
         start_response(status, headers)
+        if served is not None:
+            self.finish()
+            return served
         if head_cut:
             self.finish()
             self.abort(wait=False)
@@ -909,6 +936,33 @@ class _Responder:
         self.finish()
         self.state = _ResponseState.CUT
         self.abort(wait=False)
+
+    def _open(self, event: PathBody) -> Iterable[bytes]:
+        """The file of an http.response.pathsend, for the server's ``wsgi.file_wrapper``
+        (gunicorn then sends it with sendfile), else iterated in blocks. A file that
+        cannot be sent fails the request before the response starts (500)."""
+        path = event.path
+        try:
+            info = os.stat(path)
+            if not stat.S_ISREG(info.st_mode):  # (a FIFO would block the open)
+                raise OSError(0, "not a regular file")
+            file = _SentFile(path, self if self.teardown_wait else None)
+        except OSError as exc:
+            self.finish()
+            raise ResponseError(
+                f"http.response.pathsend: cannot send {path!r}: {exc.strerror or exc}", rule="asgi-pathsend"
+            ) from None
+        size = os.fstat(file.fileno()).st_size
+        if event.declared is not None and event.declared != size:
+            file.close()
+            self.finish()
+            raise ResponseError(
+                f"the ASGI app declared Content-Length: {event.declared} and sent {path!r}, "
+                f"a file of {size} bytes",
+                rule="content-length",
+            )
+        wrapper = self.file_wrapper
+        return wrapper(file, _FILE_BLOCK) if wrapper is not None else FileWrapper(file, _FILE_BLOCK)
 
     def finish(self) -> None:
         """The WSGI server is done with this request: the task's events are refused
@@ -1049,6 +1103,24 @@ class _ResponseIterator:
         else:
             responder.finish()
             responder.await_return()
+
+
+class _SentFile(io.FileIO):
+    """The file of an http.response.pathsend, opened in the WSGI thread for the server's
+    ``wsgi.file_wrapper``; its ``close()`` (the server's, through the wrapper) gives the
+    app its ``teardown_wait``, as a complete response's does."""
+
+    def __init__(self, path: str, responder: _Responder | None) -> None:
+        super().__init__(path, "rb")
+        self.responder = responder
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            responder, self.responder = self.responder, None
+            if responder is not None:
+                responder.await_return()
 
 
 class _CompleteResponse(list[bytes]):

@@ -555,7 +555,9 @@ def _build_scope(environ: Environ) -> Scope:
         "headers": headers,
         "server": server,
         "client": client,
-        "extensions": {},
+        # Path Send: the WSGI thread opens the file and hands it to the server's
+        # wsgi.file_wrapper (gunicorn then uses sendfile).
+        "extensions": {"http.response.pathsend": {}},
         "wsgi_environ": environ,
     }
 

@@ -76,6 +76,11 @@ RULES: dict[str, Rule] = {
         "ASGI: every message is a dict with a 'type' the scope knows",
         "send {'type': 'http.response.start', ...} and {'type': 'http.response.body', ...}",
     ),
+    "asgi-pathsend": Rule(
+        "error",
+        "ASGI: a Path Send path is absolute, and the message is not mixed with http.response.body",
+        "send {'type': 'http.response.pathsend', 'path': str(path.resolve())} alone after the start",
+    ),
     "asgi-order": Rule(
         "error",
         "ASGI: http.response.start comes exactly once, before any http.response.body",

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.asgi_response import AsgiResponse, AsgiState, Body, Cut, Start
+from bridge.asgi_response import AsgiResponse, AsgiState, Body, Cut, PathBody, Start
 from bridge.errors import BridgeError, ClientDisconnected, ResponseError
 from bridge.rules import RULES
 
@@ -57,6 +57,10 @@ def body(data: object = None, more: object = None, **extra: object) -> dict[str,
     if more is not None:
         message["more_body"] = more
     return message
+
+
+def pathsend(path: object) -> dict[str, object]:
+    return {"type": "http.response.pathsend", "path": path}
 
 
 def cl(length: int, status: int = 200) -> dict[str, object]:
@@ -618,6 +622,63 @@ SEQUENCES = [
     ),
     row("gone-then-bad-message", [GONE, 42], [None, Raised(ClientDisconnected)], CLIENT_GONE),
     row("gone-then-returned", [start(), GONE, RETURNED], [OK, None, None], CLIENT_GONE),
+    # The Path Send extension (asgiref docs/extensions.rst): "This message can be sent at
+    # any time after the Response Start message, and cannot be mixed with
+    # http.response.body. ... path: The string representation of the absolute file path".
+    row(
+        "pathsend-after-start",
+        [start(), pathsend("/srv/report.pdf")],
+        [OK, PathBody("/srv/report.pdf", None)],
+        DONE,
+    ),
+    row(
+        "pathsend-keeps-the-declared-length",
+        [cl(7), pathsend("/srv/report.pdf")],
+        [Start("200 OK", [("content-length", "7")]), PathBody("/srv/report.pdf", 7)],
+        DONE,
+    ),
+    row(
+        "pathsend-for-head-sends-nothing",
+        [start(), pathsend("/srv/report.pdf")],
+        [OK, Body(b"", False)],
+        DONE,
+        head=True,
+    ),
+    row(
+        "pathsend-relative-path",
+        [start(), pathsend("report.pdf")],
+        [OK, Refused("asgi-pathsend", "BODY")],
+        BODY,
+        ["asgi-pathsend"],
+    ),
+    row(
+        "pathsend-not-a-str",
+        [start(), pathsend(b"/srv/report.pdf")],
+        [OK, Refused("asgi-pathsend", "BODY")],
+        BODY,
+        ["asgi-pathsend"],
+    ),
+    row(
+        "pathsend-after-body",
+        [start(), body(b"a", True), pathsend("/srv/report.pdf")],
+        [OK, Body(b"a", True), Refused("asgi-pathsend", "BODY")],
+        BODY,
+        ["asgi-pathsend"],
+    ),
+    row(
+        "pathsend-before-start",
+        [pathsend("/srv/report.pdf")],
+        [Refused("asgi-order", "AWAIT_START")],
+        AWAIT_START,
+        ["asgi-order"],
+    ),
+    row(
+        "pathsend-after-done-is-ignored",
+        [start(), body(b"a"), pathsend("/srv/report.pdf")],
+        [OK, Body(b"a", False), None],
+        DONE,
+        ["asgi-after-end"],
+    ),
 ]
 
 

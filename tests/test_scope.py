@@ -63,7 +63,7 @@ def test_basic_scope() -> None:
     assert scope["query_string"] == b"x=1"
     assert scope["server"] == ["example.com", 8080]
     assert scope["client"] == ["10.1.2.3", 40000]
-    assert scope["extensions"] == {}
+    assert scope["extensions"] == {"http.response.pathsend": {}}  # the adapter sends the file
     assert scope["wsgi_environ"] is env
     assert "state" not in scope  # only the adapter adds it, and only with lifespan
     assert (b"host", b"example.com:8080") in scope["headers"]
