@@ -4,7 +4,9 @@ a2wsgi (their WSGI-app-under-ASGI adapters), with the same requests:
 * where a Flask or Django ``async def`` view runs: asgiref's ``async_to_sync`` (which
   both frameworks call) on the server's loop, or on a new one;
 * eight stalled 2 MiB uploads, four threads (asgiref has one, for every request): how
-  long a small request then waits.
+  long a small request then waits;
+* (ASGI app under a WSGI server, bridge and a2wsgi) a client that leaves mid-upload to
+  an app that then never answers: whether the WSGI server's thread comes back.
 
     python -m benchmarks.peer_behaviour
 """
@@ -12,14 +14,16 @@ a2wsgi (their WSGI-app-under-ASGI adapters), with the same requests:
 from __future__ import annotations
 
 import asyncio
+import io
+import threading
 import time
 from typing import Any, Callable
 
-from a2wsgi import WSGIMiddleware
+from a2wsgi import ASGIMiddleware, WSGIMiddleware
 from asgiref.sync import async_to_sync
 from asgiref.wsgi import WsgiToAsgi as AsgirefWsgiToAsgi
 
-from bridge import WsgiToAsgi
+from bridge import AsgiToWsgi, WsgiToAsgi
 
 UPLOAD = 2 * 1024 * 1024
 FIRST = 64 * 1024
@@ -122,6 +126,46 @@ async def beside_stalled_uploads(adapter: Any) -> str:
     return result
 
 
+async def _never_answers(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect" or not message.get("more_body"):
+            break
+    await asyncio.sleep(3600)  # told its client left, it never answers
+
+
+def thread_after_client_left(adapter: Any) -> str:
+    """A WSGI server's thread calls the adapter for an upload whose client left after
+    1,000 of 2,000,000 bytes (wsgi.input ends early)."""
+    environ = {
+        "REQUEST_METHOD": "POST", "PATH_INFO": "/", "QUERY_STRING": "", "SERVER_NAME": "x",
+        "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
+        "CONTENT_LENGTH": "2000000", "wsgi.input": io.BytesIO(b"x" * 1000), "wsgi.errors": io.StringIO(),
+        "wsgi.version": (1, 0), "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False,
+    }  # fmt: skip
+    returned = threading.Event()
+
+    def serve() -> None:
+        try:
+            result = adapter(environ, lambda *args: None)
+            list(result)
+            getattr(result, "close", lambda: None)()
+        except Exception:  # how it ends does not matter here, only that it does
+            pass
+        returned.set()
+
+    started = time.monotonic()
+    threading.Thread(target=serve, daemon=True).start()
+    if returned.wait(2 * WAIT):
+        return f"freed after {time.monotonic() - started:.1f} s"
+    return f"still held after {2 * WAIT:.0f} s"
+
+
 def main() -> None:
     subjects: dict[str, Callable[[], Any]] = {
         "bridge": lambda: WsgiToAsgi(app, max_threads=THREADS),
@@ -134,6 +178,14 @@ def main() -> None:
     print(f"| async view's loop | {' | '.join(loops)} |")
     waits = [asyncio.run(beside_stalled_uploads(make())) for make in subjects.values()]
     print(f"| a small request beside {STALLED} stalled uploads, {THREADS} threads | {' | '.join(waits)} |")
+    bridge = AsgiToWsgi(_never_answers, disconnect_grace=1.0)
+    held = [
+        thread_after_client_left(bridge),
+        "(no such adapter)",
+        thread_after_client_left(ASGIMiddleware(_never_answers)),
+    ]
+    bridge.close()
+    print(f"| ASGI app: client gone mid-upload, app never answers: the WSGI thread | {' | '.join(held)} |")
 
 
 if __name__ == "__main__":
