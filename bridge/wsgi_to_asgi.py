@@ -345,12 +345,16 @@ class WsgiToAsgi:
                 )
             return
         if handled is not None:
-            # The app answered its own error with start_response(..., exc_info); that
-            # response went out whole. Re-raise so the server logs it, as uvicorn would.
-            try:
-                raise handled
-            finally:
-                del handled  # this frame joins the traceback: no cycle through it
+            # The app answered its own error with start_response(..., exc_info) before any
+            # body went out, and that error page went out whole. PEP 3333 asks for the
+            # re-raise only once headers were sent: raised to the server now, it would
+            # close a kept-alive connection after a complete response (uvicorn does), and
+            # cut the client's next request on it. Logged instead, as a server logs it.
+            logger.error(
+                "the WSGI app answered an error with its own error page (start_response with exc_info)",
+                exc_info=(type(handled), handled, handled.__traceback__),
+            )
+            del handled
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

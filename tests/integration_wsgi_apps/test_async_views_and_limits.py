@@ -163,3 +163,20 @@ def test_slow_uploads_hold_no_thread(server: Server) -> None:
     finally:
         for sock in uploads:
             sock.close()
+
+
+def test_an_error_page_with_exc_info_keeps_the_connection(server: Server) -> None:
+    """PEP 3333 re-raises exc_info only once headers were sent. An app's own error page
+    sent whole before that is a complete response: the server keeps the connection, and
+    the next request on it is served (raised to uvicorn, the error closed it)."""
+    mark = server.log_size()
+    with server.connect() as sock:
+        sock.settimeout(10.0)
+        reader = ResponseReader(sock)
+        for _ in range(2):
+            sock.sendall(request_bytes("GET", "/raw/", host=f"127.0.0.1:{server.port}"))
+            answer = reader.read()
+            assert (answer.status, answer.body) == (500, b"the app's error page")
+            assert answer.header("connection") != "close"
+    log = wait_for_log(server, mark, "answered an error with its own error page")
+    assert "LookupError: handled by the app's own error page" in log

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 import time
 from typing import Any
@@ -141,6 +142,19 @@ urlpatterns = [path("loop", django_loop), path("wait", django_wait), path("file"
 
 flask_bridge = WsgiToAsgi(flask_app, max_body_size=BODY_LIMIT)
 django_bridge = WsgiToAsgi(get_wsgi_application())
+
+
+def error_page_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """A plain WSGI app that answers its own error with start_response(..., exc_info)."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    try:
+        raise LookupError("handled by the app's own error page")
+    except LookupError:
+        start_response("500 Internal Server Error", [("Content-Type", "text/plain")], sys.exc_info())
+        return [b"the app's error page"]
+
+
+raw_bridge = WsgiToAsgi(error_page_app)
 #: A small pool and the default spool_body: slow uploads must not take its threads.
 POOL_THREADS = 4
 pool_bridge = WsgiToAsgi(flask_app, max_threads=POOL_THREADS)
@@ -181,7 +195,13 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await _plain(send, str(PATHSENDS["count"]))
         return
     send = _counting_pathsends(send)
-    for prefix, bridge in (("/flask", flask_bridge), ("/django", django_bridge), ("/pool", pool_bridge)):
+    mounts = (
+        ("/flask", flask_bridge),
+        ("/django", django_bridge),
+        ("/pool", pool_bridge),
+        ("/raw", raw_bridge),
+    )
+    for prefix, bridge in mounts:
         if path_.startswith(prefix + "/"):
             # As Starlette's Mount does: the path keeps the prefix, root_path names it.
             scope = dict(scope, root_path=scope.get("root_path", "") + prefix)
