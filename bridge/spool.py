@@ -24,7 +24,7 @@ from ._types import Receive
 from .errors import BodyTooLargeError, InvalidScopeError
 from .http import parse_http_request
 
-__all__ = ["WRITE_SIZE", "Received", "message_type", "receive_body"]
+__all__ = ["WRITE_SIZE", "MemoryBudget", "Received", "message_type", "receive_body"]
 
 #: Bytes gathered in memory before each write to the spool file.
 WRITE_SIZE = 256 * 1024
@@ -32,10 +32,35 @@ WRITE_SIZE = 256 * 1024
 _READ_SIZE = 256 * 1024
 
 
+class MemoryBudget:
+    """The bytes of request bodies an adapter holds in memory, over all its requests:
+    those received before the app runs, from the first byte until the request ends
+    (a body waits in memory for a free thread too). Past ``limit``, bodies go to
+    temporary files instead, chunk by chunk, so that a crowd of slow uploaders cannot
+    grow memory without bound. Touched on event loops only."""
+
+    __slots__ = ("held", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> None:
+        self.held += size
+
+    def give(self, size: int) -> None:
+        self.held -= size
+
+    @property
+    def over(self) -> bool:
+        return self.held >= self.limit
+
+
 class Received:
-    """The part of a request body that arrived before the app runs: in ``data``, or on
-    ``file`` (a temporary file at its start, which the receiver must close), ``size``
-    bytes in all; ``complete`` unless more is still to come from the server."""
+    """The part of a request body that arrived before the app runs: in ``data`` (held
+    against the budget until the caller gives ``size`` back), or on ``file`` (a
+    temporary file at its start, which the caller must close), ``size`` bytes in all;
+    ``complete`` unless more is still to come from the server."""
 
     __slots__ = ("complete", "data", "file", "size")
 
@@ -90,16 +115,19 @@ async def receive_body(
     memory: int,
     spool: int,
     max_body: int | None,
+    budget: MemoryBudget,
 ) -> Received | None:
     """Receive the rest of a body whose first message brought ``first`` (and said more
     is to come), up to ``length`` bytes (its Content-Length; None: chunked, up to
     ``spool`` bytes, then the rest streams); None if the client left meanwhile.
 
+    In memory up to ``memory`` bytes while ``budget`` allows; past either, on a file.
     Bytes past ``length`` are never kept. Raises BodyTooLargeError when a chunked body
     passes ``max_body``, and InvalidScopeError for a message that breaks the ASGI spec.
     """
     parts = [first] if first else []
     size = pending = len(first)
+    budget.take(pending)
     file: IO[bytes] | None = None
     more = True
     try:
@@ -128,18 +156,23 @@ async def receive_body(
             parts.append(chunk)
             size += len(chunk)
             pending += len(chunk)
-            if file is None and size > memory:
+            budget.take(len(chunk))
+            if file is None and (size > memory or budget.over):
                 file = await anyio.to_thread.run_sync(tempfile.TemporaryFile)
-            if file is not None and pending >= WRITE_SIZE:
+            if file is not None and (pending >= WRITE_SIZE or budget.over):
                 await anyio.to_thread.run_sync(_write, file, parts)
+                budget.give(pending)
                 parts, pending = [], 0
         if file is None:
-            return Received(b"".join(parts), None, size, not more or size == length)
+            received = Received(b"".join(parts), None, size, not more or size == length)
+            pending = 0  # the caller's to give back
+            return received
         await anyio.to_thread.run_sync(_rewind, file, parts)
         received = Received(b"", file, size, not more or size == length)
         file = None  # the caller's now
         return received
     finally:
+        budget.give(pending)
         if file is not None:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(file.close)

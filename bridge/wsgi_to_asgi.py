@@ -41,18 +41,20 @@ from .environ import DEFAULT_MAX_DUPLICATE_HEADERS, build_environ
 from .errors import AppExitError, BadRequestError, BodyTooLargeError, ClientDisconnected, InvalidScopeError
 from .handoff import Closed, Handoff
 from .http import DEFAULT_PRELOAD_BODY, parse_content_length, parse_http_request
-from .spool import Received, message_type, receive_body
+from .spool import MemoryBudget, Received, message_type, receive_body
 from .workers import AnyioWorkers, AsyncioWorkers, Workers, track_async_views
 from .wsgi_response import WsgiResponse
 from .wsgi_streams import ErrorStream, FileWrapper, StreamingInput
 
-__all__ = ["DEFAULT_MAX_THREADS", "DEFAULT_SPOOL_BODY", "WsgiToAsgi"]
+__all__ = ["DEFAULT_MAX_BODY_MEMORY", "DEFAULT_MAX_THREADS", "DEFAULT_SPOOL_BODY", "WsgiToAsgi"]
 
 logger = logging.getLogger("bridge.wsgi_to_asgi")
 
 DEFAULT_MAX_THREADS = 40
 #: spool_body's default: bodies up to 16 MiB are received before the app gets a thread.
 DEFAULT_SPOOL_BODY = 16 * 1024 * 1024
+#: max_body_memory's default: past 64 MiB of bodies held in memory, they go to files.
+DEFAULT_MAX_BODY_MEMORY = 64 * 1024 * 1024
 
 # Chunks of a finished response up to this size go out as one http.response.body.
 _JOIN_LIMIT = 256 * 1024
@@ -96,6 +98,9 @@ class WsgiToAsgi:
         a thread too, onto a temporary file (written in a thread, never on the loop),
         which the app then reads. Larger bodies stream to ``wsgi.input`` as the app
         reads, after what was received; with both sizes ``0``, every body streams.
+    :param max_body_memory: the most bytes of such bodies held in memory at once, over
+        all requests (until each request ends); past it, bodies go to temporary files
+        instead, so that many slow uploads cannot grow memory without bound.
     :param max_body_size: the largest request body the app gets, in bytes (``None``: no
         limit). A larger declared ``Content-Length`` is answered with 413 before the
         app runs; a body without one that grows past it makes the app's next read of
@@ -115,6 +120,7 @@ class WsgiToAsgi:
         preload_body: int = DEFAULT_PRELOAD_BODY,
         spool_body: int = DEFAULT_SPOOL_BODY,
         max_body_size: int | None = None,
+        max_body_memory: int = DEFAULT_MAX_BODY_MEMORY,
     ) -> None:
         if max_threads < 1:
             raise ValueError(f"max_threads must be at least 1, got {max_threads}")
@@ -126,6 +132,8 @@ class WsgiToAsgi:
             raise ValueError(f"preload_body must be 0 or more, got {preload_body}")
         if spool_body < 0:
             raise ValueError(f"spool_body must be 0 or more, got {spool_body}")
+        if max_body_memory < 0:
+            raise ValueError(f"max_body_memory must be 0 or more, got {max_body_memory}")
         if max_body_size is not None and max_body_size < 0:
             raise ValueError(f"max_body_size must be 0 or more (or None: no limit), got {max_body_size}")
         #: The wrapped WSGI app; replaceable, as a2wsgi's (Connexion wraps it in place).
@@ -140,6 +148,7 @@ class WsgiToAsgi:
         self.preload_body = preload_body
         self.spool_body = spool_body
         self.max_body_size = max_body_size
+        self._body_memory = MemoryBudget(max_body_memory)
         # Workers per event loop: anyio's primitives belong to the loop that made them.
         self._workers: anyio.lowlevel.RunVar[Workers] = anyio.lowlevel.RunVar(
             f"bridge.WsgiToAsgi.workers.{id(self):x}"
@@ -247,6 +256,7 @@ class WsgiToAsgi:
                     memory=self.preload_body,
                     spool=self.receive_ahead,
                     max_body=max_body,
+                    budget=self._body_memory,
                 )
             except BodyTooLargeError:
                 await _send_too_large(send, f"the body passed max_body_size ({max_body} bytes)")
@@ -330,6 +340,8 @@ class WsgiToAsgi:
             worker.handled_error = worker.stream_error = sender.send_error = None
             if streaming is not None:
                 streaming.detach()  # environ -> wsgi.input -> the reader -> environ
+            if received is not None and spool is None:
+                self._body_memory.give(received.size)  # this request holds it no more
             if spool is not None and not link.worker_active:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(spool.close)  # (else it closes when dropped)

@@ -525,9 +525,11 @@ async def test_a_client_leaving_while_its_body_spools_never_reaches_the_app(
     assert "client disconnected during its upload; the app was not run" in caplog.text
 
 
-def test_spool_body_is_validated() -> None:
+def test_spool_body_and_max_body_memory_are_validated() -> None:
     with pytest.raises(ValueError, match="spool_body must be 0 or more"):
         WsgiToAsgi(Reader(), spool_body=-1)
+    with pytest.raises(ValueError, match="max_body_memory must be 0 or more"):
+        WsgiToAsgi(Reader(), max_body_memory=-1)
 
 
 # -- a hop-by-hop header warning once per name; max_duplicate_headers=None ------------------------
@@ -641,3 +643,59 @@ async def test_a_file_wrapper_is_read_as_before_when_its_path_would_not_do(
     else:
         assert client.exchange.body == expected
     assert app.opened[0].closed
+
+
+# -- max_body_memory: every request's in-memory body together ----------------------------------
+
+
+async def test_bodies_in_memory_over_the_budget_go_to_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A holds 800 bytes in memory while its app runs; B's 800 bytes would pass the
+    1000-byte budget, so B's body goes to a file although it is under preload_body."""
+    spied = Spied(monkeypatch)
+    a_running = threading.Event()
+    release = threading.Event()
+    inputs: dict[str, Any] = {}
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        name = environ["PATH_INFO"]
+        inputs[name] = environ["wsgi.input"]
+        data = environ["wsgi.input"].read()
+        if name == "/a":
+            a_running.set()
+            release.wait(WAIT)
+        start_response("200 OK", [])
+        return [data]
+
+    adapter = WsgiToAsgi(app, preload_body=100_000, max_body_memory=1000)
+    parts = [b"x" * 400, b"y" * 400]
+    client_a, client_b = Client(parts), Client(parts)
+    scope = {name: http_scope(name, method="POST", headers=_headers(800)) for name in ("/a", "/b")}
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(client_a.run, adapter, scope["/a"])
+        assert await wait_thread_event(a_running)
+        assert adapter._body_memory.held == 800  # A's body, until A ends
+        await client_b.run(adapter, scope["/b"], timeout=WAIT)
+        release.set()
+    assert client_a.exchange.body == client_b.exchange.body == b"x" * 400 + b"y" * 400
+    assert type(inputs["/a"]).__name__ == "BytesIO"
+    assert inputs["/b"] is spied.files[0] and spied.files[0].closed
+    assert adapter._body_memory.held == 0
+
+
+async def test_the_memory_budget_comes_back_whatever_the_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    Spied(monkeypatch)
+    adapter = WsgiToAsgi(
+        Reader(), preload_body=1000, spool_body=5000, max_body_size=20_000, max_body_memory=10**6
+    )
+    ends = {
+        "in memory": (Client([b"a" * 300, b"b" * 300]), 600),
+        "spooled": (Client([b"a" * 3000, b"b" * 1000]), 4000),
+        "chunked, past spool_body": (Client([b"a" * 3000, b"b" * 3000, b"c"]), None),
+        "413 while received": (Client([b"a" * 3000] * 8), None),
+    }
+    gone = Client([b"a" * 300, b"b" * 300])
+    gone.pending[1:] = [{"type": "http.disconnect"}]
+    for client, length in [*ends.values(), (gone, 900)]:
+        await client.run(adapter, http_scope("/", method="POST", headers=_headers(length)), timeout=WAIT)
+        assert adapter._body_memory.held == 0
+    assert ends["413 while received"][0].exchange.status == 413
