@@ -196,11 +196,11 @@ def hop_sites(results: Sequence[ScenarioResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
-# -- the targets of issue 4 ------------------------------------------------------------------
+# -- bridge's performance targets -----------------------------------------------------------
 
 
 def targets(results: Sequence[ScenarioResult]) -> list[dict[str, Any]]:
-    """The performance targets of issue 4, checked against this run (bridge only)."""
+    """bridge's performance targets, checked against this run (bridge only)."""
     by_id = {s.id: s for s in results}
     checks: list[dict[str, Any]] = []
 
@@ -290,7 +290,7 @@ def targets_table(checks: list[dict[str, Any]]) -> str:
     if not checks:
         return ""
     lines = [
-        "### Targets of issue 4 (bridge, this run)",
+        "### Performance targets (bridge, this run)",
         "",
         "| target | goal | measured | met |",
         "|---|---|---|---|",

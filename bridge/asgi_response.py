@@ -31,7 +31,7 @@ import os
 from typing import Any, NamedTuple
 
 from .errors import ClientDisconnected, ResponseError
-from .http import decode_asgi_headers, parse_asgi_status
+from .http import decode_asgi_headers, parse_asgi_status, with_article
 from .wsgi_response import NO_BODY_STATUSES, Record
 
 __all__ = ["AsgiResponse", "AsgiState", "Body", "Cut", "PathBody", "Start"]
@@ -238,7 +238,7 @@ class AsgiResponse:
             self.finished = True
         if self.record is not None:
             if type(raw_more) is not bool:
-                self.record("asgi-body", f"'more_body' is a {type(raw_more).__name__}")
+                self.record("asgi-body", f"'more_body' is {with_article(type(raw_more).__name__)}")
             self.length += len(body)
             if not more:
                 self._inspect_length()

@@ -23,6 +23,7 @@ __all__ = [
     "parse_http_request",
     "parse_status",
     "status_line",
+    "with_article",
 ]
 
 # Request bodies up to this size, with a known length, are read whole before the app
@@ -135,6 +136,11 @@ def parse_http_request(message: Mapping[str, Any]) -> tuple[bytes, bool]:
             f"http.request message field 'more_body' must be a bool, got {describe(more_body)}"
         )
     return body, more_body
+
+
+def with_article(noun: str) -> str:
+    """``an int``, ``a str``, ``an AsgiToWsgi``: for messages that name a type."""
+    return f"{'an' if noun[:1].lower() in ('a', 'e', 'i', 'o', 'u') else 'a'} {noun}"
 
 
 def describe(value: object) -> str:

@@ -9,7 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.errors import HopByHopHeaderError, ResponseError
-from bridge.http import HOP_BY_HOP, encode_response_headers, parse_content_length, parse_status, status_line
+from bridge.http import (
+    HOP_BY_HOP,
+    encode_response_headers,
+    parse_content_length,
+    parse_status,
+    status_line,
+    with_article,
+)
 
 
 @pytest.mark.parametrize(
@@ -149,3 +156,11 @@ latin1_value = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF).fil
 def test_latin1_values_round_trip(value: str) -> None:
     result = encode_response_headers([("X-V", value)])
     assert result.headers[0][1].decode("latin-1") == value.strip(" \t")
+
+
+@pytest.mark.parametrize(
+    ("noun", "expected"),
+    [("int", "an int"), ("str", "a str"), ("AsgiToWsgi", "an AsgiToWsgi"), ("WsgiToAsgi", "a WsgiToAsgi")],
+)
+def test_with_article(noun: str, expected: str) -> None:
+    assert with_article(noun) == expected

@@ -91,6 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
         root_path=args.root_path,
         log_level=args.log_level,
         backend=args.backend,
+        shutdown_timeout=args.shutdown_timeout,
     )
     serve(loaded, options)
     return 0
@@ -211,6 +212,16 @@ def _parser() -> argparse.ArgumentParser:
         choices=("asyncio", "trio"),
         default="asyncio",
         help="event loop an ASGI app runs on behind a WSGI server (default: asyncio)",
+    )
+    serve.add_argument(
+        "--shutdown-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help=(
+            "after SIGINT or SIGTERM, how long requests in flight (an open stream) may go on "
+            "before the server ends them (default: 10)"
+        ),
     )
     serve.set_defaults(run=_serve)
 

@@ -16,6 +16,8 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
+from ..http import with_article
+
 __all__ = ["Detection", "NotAnAppError", "describe", "detect", "is_proxy", "plain_type"]
 
 Interface = Literal["wsgi", "asgi"]
@@ -82,17 +84,21 @@ def detect(obj: Any) -> Detection:
     name = describe(obj)
     if is_proxy(obj):
         raise NotAnAppError(
-            f"it is a {name} (like flask.request or flask.current_app), which stands for an object "
-            f"only inside a request; name the app object itself"
+            f"it is {with_article(name)} (like flask.request or flask.current_app), which stands for "
+            f"an object only inside a request; name the app object itself"
         )
     if isinstance(obj, WsgiToAsgi):
         return Detection("asgi", f"{name}: already bridge's ASGI side of a WSGI app", adapter=True)
     if isinstance(obj, AsgiToWsgi):
         return Detection("wsgi", f"{name}: already bridge's WSGI side of an ASGI app", adapter=True)
     if inspect.ismodule(obj):
-        raise NotAnAppError(f"it is a {name}, not an app; name the app inside it, like MODULE:app")
+        raise NotAnAppError(
+            f"it is {with_article(name)}, not an app; name the app inside it, like MODULE:app"
+        )
     if not callable(obj):
-        raise NotAnAppError(f"it is a {name}, which is not callable, so neither a WSGI nor an ASGI app")
+        raise NotAnAppError(
+            f"it is {with_article(name)}, which is not callable, so neither a WSGI nor an ASGI app"
+        )
     if getattr(obj, "_asgi_single_callable", False):
         return Detection("asgi", f"{name} is marked _asgi_single_callable")
     if getattr(obj, "_asgi_double_callable", False):
@@ -103,7 +109,7 @@ def detect(obj: Any) -> Detection:
         if call is not None and _is_async(call) and _positional(call, bound=False) == (2, 2):
             return Detection("asgi", f"{name}: ASGI 2 style, instantiated with the scope, then awaited")
         raise NotAnAppError(
-            f"it is a {name}, not an instance of it; use an instance, or --factory if calling it "
+            f"it is {with_article(name)}, not an instance of it; use an instance, or --factory if calling it "
             f"builds the app"
         )
     function: Callable[..., Any] = obj if _is_plain_callable(obj) else obj.__call__

@@ -25,6 +25,7 @@ import types
 from dataclasses import dataclass
 from typing import Any
 
+from ..http import with_article
 from .detect import Detection, NotAnAppError, describe, detect, is_proxy, plain_type
 
 __all__ = ["CommandError", "Loaded", "load_app", "parse_attr"]
@@ -140,7 +141,7 @@ def load_app(target: str, *, factory: bool = False, interface: str = "auto", app
 
 def _call_factory(obj: object, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], how: str) -> object:
     if is_proxy(obj) or not callable(obj):
-        raise CommandError(f"{how}{name} is a {describe(obj)}, which cannot be called")
+        raise CommandError(f"{how}{name} is {with_article(describe(obj))}, which cannot be called")
     shown = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
     try:
         return obj(*args, **kwargs)

@@ -17,29 +17,39 @@ import errno
 import importlib
 import importlib.util
 import logging
+import math
 import os
+import shlex
 import signal
 import socket
 import stat
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Literal
 
 from .._types import ASGIApp, Environ, Message, Receive, Scope, Send, StartResponse, WSGIApp
 from ..asgi_to_wsgi import AsgiToWsgi
 from ..errors import LifespanError
+from ..http import with_article
 from ..wsgi_to_asgi import DEFAULT_MAX_THREADS, WsgiToAsgi
 from .load import CommandError, Loaded
 
-__all__ = ["ASGI_SERVERS", "WSGI_SERVERS", "ServeOptions", "bind_socket", "serve"]
+__all__ = ["ASGI_SERVERS", "DEFAULT_SHUTDOWN_TIMEOUT", "WSGI_SERVERS", "ServeOptions", "bind_socket", "serve"]
 
 logger = logging.getLogger("bridge.cli")
 
 #: Servers for a WSGI app (they speak ASGI), default first, with the modules each needs.
 ASGI_SERVERS = {"uvicorn": ("uvicorn",), "hypercorn": ("hypercorn",), "hypercorn-trio": ("hypercorn", "trio")}
+#: How to run an ASGI app on each ASGI server without bridge.
+_DIRECT = {"uvicorn": "uvicorn", "hypercorn": "hypercorn", "hypercorn-trio": "hypercorn -k trio"}
 #: Servers for an ASGI app (they speak WSGI), default first.
 WSGI_SERVERS = {"werkzeug": ("werkzeug",), "gunicorn": ("gunicorn",), "waitress": ("waitress",)}
+
+
+#: The default of ``--shutdown-timeout``, in seconds.
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,9 @@ class ServeOptions:
     root_path: str = ""
     log_level: str = "info"
     backend: Literal["asyncio", "trio"] = "asyncio"  # the loop an ASGI app runs on behind AsgiToWsgi
+    #: Seconds the requests in flight get to finish after SIGINT or SIGTERM, before the
+    #: server ends them (an endless stream would otherwise hold the shutdown forever).
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
 
 
 def serve(loaded: Loaded, options: ServeOptions) -> None:
@@ -65,13 +78,30 @@ def serve(loaded: Loaded, options: ServeOptions) -> None:
     servers = ASGI_SERVERS if needs_asgi_server else WSGI_SERVERS
     server = options.server or next(iter(servers))
     if server not in servers:
+        if detection.interface == "asgi" and server in ASGI_SERVERS:
+            # An ASGI app on an ASGI server needs no bridge: say how to run it there.
+            direct = _DIRECT[server]
+            raise CommandError(
+                f"{loaded.target} is an ASGI app, which {server} serves without bridge: "
+                f"run {direct} {shlex.quote(loaded.target)} (bridge serve puts an ASGI app on a WSGI server: "
+                f"--server {' or '.join(servers)})"
+            )
         kind = "an ASGI" if needs_asgi_server else "a WSGI"
         raise CommandError(
             f"{loaded.target} is served by {kind} server, and {server} is not one; "
             f"choose --server {' or '.join(servers)}"
         )
     if options.workers != 1 and server != "gunicorn":
-        raise CommandError(f"--workers needs --server gunicorn; {server} runs one process")
+        more = ""
+        if server in ASGI_SERVERS:
+            # uvicorn and hypercorn have workers of their own, outside bridge serve.
+            more = (
+                f"; for more processes, build the adapter in your module (app = WsgiToAsgi(...)) "
+                f"and run {_DIRECT[server]} --workers N on it"
+            )
+        raise CommandError(
+            f"--workers needs --server gunicorn; bridge serve runs {server} in one process{more}"
+        )
     for module in servers[server]:
         require(module, f"--server {server}")
     _check_adapter_options(loaded, options)
@@ -132,18 +162,19 @@ def _check_adapter_options(loaded: Loaded, options: ServeOptions) -> None:
     if not loaded.detection.adapter:
         return
     name = type(loaded.app).__name__
+    name = with_article(name)  # an AsgiToWsgi, a WsgiToAsgi
     if isinstance(loaded.app, WsgiToAsgi) and options.threads is not None:
         raise CommandError(
-            f"--threads: {loaded.target} is already a {name}; set max_threads= where it is built"
+            f"--threads: {loaded.target} is already {name}; set max_threads= where it is built"
         )
     if isinstance(loaded.app, AsgiToWsgi):
         if options.lifespan != "auto":
             raise CommandError(
-                f"--lifespan: {loaded.target} is already a {name}; set lifespan= where it is built"
+                f"--lifespan: {loaded.target} is already {name}; set lifespan= where it is built"
             )
         if options.backend != "asyncio":
             raise CommandError(
-                f"--backend: {loaded.target} is already a {name}; set backend= where it is built"
+                f"--backend: {loaded.target} is already {name}; set backend= where it is built"
             )
 
 
@@ -341,7 +372,14 @@ def _run_uvicorn(app: Any, sock: socket.socket, options: ServeOptions) -> None:
     import uvicorn
 
     watch = _StartupWatch(app)
-    config = uvicorn.Config(watch, lifespan=options.lifespan, log_level=options.log_level)
+    settings: dict[str, Any] = {
+        "lifespan": options.lifespan,
+        "log_level": options.log_level,
+        # After this, uvicorn cancels the requests still running (an open stream), then
+        # runs the lifespan shutdown. (Without it, it waits for them forever.)
+        "timeout_graceful_shutdown": options.shutdown_timeout,
+    }
+    config = uvicorn.Config(watch, **settings)
     # uvicorn handles SIGINT/SIGTERM itself (stops accepting, drains, runs lifespan
     # shutdown), then re-raises the signal to the handler it found: ours ends the loop
     # here, so the socket file is removed and the exit status is 0, as on other servers.
@@ -364,6 +402,8 @@ def _run_hypercorn(app: Any, sock: socket.socket, options: ServeOptions, *, trio
     config = Config()
     config.bind = [f"fd://{_dup(sock)}"]  # hypercorn takes ownership of the fd
     config.loglevel = options.log_level.upper()
+    # After this, hypercorn cancels the requests still running (its default is 3 s).
+    config.graceful_timeout = options.shutdown_timeout
     # Loggers, not "-": hypercorn then adds no handlers of its own, and the lines go out
     # once, through the root logger the command line set up.
     config.errorlog = logging.getLogger("hypercorn.error")
@@ -414,6 +454,7 @@ def _run_werkzeug(app: Any, sock: socket.socket, options: ServeOptions) -> None:
     from werkzeug.serving import ThreadedWSGIServer
 
     limit = threading.BoundedSemaphore(options.threads) if options.threads else None
+    active = _Active()
 
     class Server(ThreadedWSGIServer):
         # werkzeug starts a thread per connection; --threads caps how many at once, and
@@ -421,12 +462,18 @@ def _run_werkzeug(app: Any, sock: socket.socket, options: ServeOptions) -> None:
         def process_request(self, request: Any, client_address: Any) -> None:
             if limit is not None:
                 limit.acquire()
-            super().process_request(request, client_address)
+            active.enter()
+            try:
+                super().process_request(request, client_address)
+            except BaseException:
+                active.leave()
+                raise
 
         def process_request_thread(self, request: Any, client_address: Any) -> None:
             try:
                 super().process_request_thread(request, client_address)
             finally:
+                active.leave()
                 if limit is not None:
                     limit.release()
 
@@ -434,10 +481,23 @@ def _run_werkzeug(app: Any, sock: socket.socket, options: ServeOptions) -> None:
     server = Server(host, 0, app, fd=sock.fileno())
     logging.getLogger("werkzeug").setLevel(_level(options.log_level))
     logger.warning("werkzeug's server is for development; in production use --server gunicorn or waitress")
-    _run_until_stopped(server.serve_forever, server.server_close, app)
+
+    def drain() -> None:
+        # werkzeug's connection threads are daemon threads that nothing waits for: bridge
+        # stops accepting and gives them --shutdown-timeout to end.
+        server.socket.close()
+        if not active.wait_idle(options.shutdown_timeout):
+            logger.warning(
+                "%d connection(s) still open after --shutdown-timeout %g s; closing the app",
+                active.count,
+                options.shutdown_timeout,
+            )
+
+    _run_until_stopped(server.serve_forever, server.server_close, app, drain)
 
 
 def _run_waitress(app: Any, sock: socket.socket, options: ServeOptions) -> None:
+    from waitress import wasyncore
     from waitress.server import create_server
 
     kwargs: dict[str, Any] = {"sockets": [sock], "ident": "bridge"}
@@ -445,7 +505,64 @@ def _run_waitress(app: Any, sock: socket.socket, options: ServeOptions) -> None:
         kwargs["threads"] = options.threads
     logging.getLogger("waitress").setLevel(_level(options.log_level))
     server = create_server(app, **kwargs)
-    _run_until_stopped(server.run, server.close, app)
+    dispatcher = server.task_dispatcher
+    shutdown = dispatcher.shutdown
+    channels: dict[int, Any] = server._map
+
+    def busy() -> bool:
+        # A connection with a request in progress, or response bytes still to send.
+        return any(
+            getattr(channel, "requests", None) or getattr(channel, "total_outbufs_len", 0)
+            for channel in list(channels.values())
+        )
+
+    def drain(cancel_pending: bool = True, timeout: float = 0.0) -> bool:
+        # waitress calls this (its dispatcher's shutdown) from its run() on SIGINT or
+        # SIGTERM, its main loop stopped: that loop is what sends the responses, so run it
+        # on, accepting nothing new, until the requests in flight are answered or
+        # --shutdown-timeout runs out. (waitress itself would wait 5 s for its threads
+        # with the loop stopped: no byte more would reach a client.)
+        server.accepting = False
+        deadline = time.monotonic() + options.shutdown_timeout
+        while busy() and time.monotonic() < deadline:
+            wasyncore.loop(timeout=0.05, map=channels, use_poll=server.adj.asyncore_use_poll, count=1)
+        if busy():
+            logger.warning(
+                "requests still running after --shutdown-timeout %g s; closing the app",
+                options.shutdown_timeout,
+            )
+        return True
+
+    dispatcher.shutdown = drain
+
+    def close() -> None:
+        # The app is closed by now, its requests cancelled: let waitress's threads end
+        # them (5 s at most) before its trigger, which they write to, is closed.
+        shutdown(timeout=5)
+        server.close()
+
+    _run_until_stopped(server.run, close, app)
+
+
+class _Active:
+    """How many requests a server is running, and a bounded wait until none is."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._changed = threading.Condition()
+
+    def enter(self) -> None:
+        with self._changed:
+            self.count += 1
+
+    def leave(self) -> None:
+        with self._changed:
+            self.count -= 1
+            self._changed.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self.count <= 0, timeout)
 
 
 def _run_gunicorn(app: Any, sock: socket.socket, options: ServeOptions) -> None:
@@ -464,6 +581,10 @@ def _run_gunicorn(app: Any, sock: socket.socket, options: ServeOptions) -> None:
         # AsgiToWsgi starts its loop (and lifespan) lazily in each worker.
         "preload_app": True,
         "control_socket_disable": True,
+        # On SIGTERM each worker closes the app after --shutdown-timeout (see
+        # _close_on_sigterm); the master kills (SIGKILL) a worker still alive
+        # _GUNICORN_KILL_AFTER seconds later. gunicorn's default is 30 s, in whole seconds.
+        "graceful_timeout": math.ceil(options.shutdown_timeout) + _GUNICORN_KILL_AFTER,
         "worker_exit": lambda _server, _worker: _close(app),
         # The lifespan starts in each worker before it accepts; a failed startup ends
         # the worker with gunicorn's boot error, and gunicorn stops.
@@ -482,24 +603,61 @@ def _run_gunicorn(app: Any, sock: socket.socket, options: ServeOptions) -> None:
     Gunicorn().run()
 
 
+#: Seconds gunicorn's master gives a worker, after --shutdown-timeout, to run the app's
+#: lifespan shutdown and exit, before it kills the worker.
+_GUNICORN_KILL_AFTER = 5
+
+
 def _start_in_worker(app: Any, options: ServeOptions) -> None:
     try:
         start_lifespan(app, options.log_level)
     except StartupError as exc:
         print(f"bridge: error: {exc}", file=sys.stderr, flush=True)
         sys.exit(StartupError.status)
+    _close_on_sigterm(app, options.shutdown_timeout)
 
 
-def _run_until_stopped(run: Callable[[], object], close: Callable[[], object], app: Any) -> None:
-    """A server's own blocking loop, until SIGINT or SIGTERM; then close it and the app."""
+def _close_on_sigterm(app: Any, timeout: float) -> None:
+    """In a gunicorn worker: on SIGTERM, besides gunicorn's own handling (no new
+    requests, finish those in flight), close the app after ``timeout`` seconds if the
+    worker is still there. That cancels the requests still running (an endless stream),
+    so the worker ends them and exits, and the lifespan shutdown runs, rather than the
+    master killing the worker with SIGKILL."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        timer = threading.Timer(timeout, _close, (app,))
+        timer.daemon = True
+        timer.start()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _run_until_stopped(
+    run: Callable[[], object],
+    close: Callable[[], object],
+    app: Any,
+    drain: Callable[[], object] | None = None,
+) -> None:
+    """A server's own blocking loop, until SIGINT or SIGTERM; then let the requests in
+    flight end (``drain``, bounded by --shutdown-timeout), close the app (its requests
+    still running are cancelled, its lifespan shutdown runs), and close the server."""
     with _sigterm_as_interrupt():
         try:
             run()
         except KeyboardInterrupt:
             pass
         finally:
-            close()
-            _close(app)
+            try:
+                if drain is not None:
+                    drain()
+            finally:
+                try:
+                    _close(app)
+                finally:
+                    close()
 
 
 def _dup(sock: socket.socket) -> int:
