@@ -20,7 +20,6 @@ an app makes die by reference counting once a request ends (the collector disabl
 
 from __future__ import annotations
 
-import gc
 import io
 import logging
 import threading
@@ -36,6 +35,7 @@ from hypothesis import strategies as st
 from bridge import AsgiToWsgi, BodyTooLargeError, ClientDisconnected, ResponseError
 from bridge._types import Message, Scope
 from bridge.http import HOP_BY_HOP
+from tests.test_request_lifetime import Token, no_gc, wait_dead  # noqa: F401 - no_gc: a fixture
 from tests.thread_leaks import no_thread_leaks  # noqa: F401 - autouse fixture
 
 from .asgi_apps import (
@@ -675,31 +675,9 @@ def test_responses_that_keep_their_content_length_are_untouched(
 # -- nothing of these requests outlives them ---------------------------------------------------
 
 
-class Token:
-    """Made by the app per request; the tests watch it die."""
-
-
-@pytest.fixture
-def no_gc() -> Iterator[None]:
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
-def wait_dead(alive: weakref.WeakSet[Token], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not alive, f"{what}: {len(alive)} request object(s) still alive with gc disabled"
-
-
+@pytest.mark.usefixtures("no_gc")
 @pytest.mark.parametrize("mode", ["too-large", "too-large-started", "no-answer", "short", "long"])
-def test_request_objects_die_by_refcount(
-    no_gc: None, make_adapter: Callable[..., AsgiToWsgi], mode: str
-) -> None:
+def test_request_objects_die_by_refcount(make_adapter: Callable[..., AsgiToWsgi], mode: str) -> None:
     alive: weakref.WeakSet[Token] = weakref.WeakSet()
     ended = threading.Event()
 
