@@ -59,6 +59,14 @@ _READ_CHUNK = 256 * 1024
 _FILE_BLOCK = 256 * 1024
 # How long close() waits, beyond the grace period, for a cancelled task to end.
 _CANCEL_WAIT = 5.0
+# The rest of a request body the app left unread is read and discarded after its
+# response (_RequestBody.drain), so that a server that keeps the connection alive
+# finds the next request where it starts: at most _DRAIN_LIMIT bytes (a larger rest is
+# not read at all), no read started after _DRAIN_TIME seconds (gunicorn's own drain
+# gives a body 5 s too), in reads of _DRAIN_CHUNK bytes.
+_DRAIN_LIMIT = 4 * 1024 * 1024
+_DRAIN_TIME = 5.0
+_DRAIN_CHUNK = 64 * 1024
 # The answer to a request body over max_body_size. No hop-by-hop header (PEP 3333):
 # whether the connection survives the unread rest of the body is the server's call.
 _TOO_LARGE_STATUS = "413 Content Too Large"
@@ -89,7 +97,11 @@ class AsgiToWsgi:
     :param max_buffer: response bytes the app may send ahead of the WSGI server
         before its ``send()`` waits (backpressure).
     :param preload_body: request bodies of at most this many bytes, with a known
-        length, are read before the app starts and handed over in one message.
+        length, are read before the app starts and handed over in one message. A
+        larger body streams to the app; what it leaves unread is read and discarded
+        after its response (at most 4 MiB, for at most 5 s; a larger rest is not read),
+        so that a server that keeps the connection alive finds the client's next
+        request.
     :param max_body_size: the largest request body the app gets, in bytes (``None``:
         no limit). A larger declared ``Content-Length`` is answered with ``413 Content
         Too Large`` before the app runs. A body without one (a chunked upload) that
@@ -276,9 +288,20 @@ class _RequestBody:
     Content-Length, to EOF only when the server says the stream ends there
     (``wsgi.input_terminated``). A small body of known length is read before the app
     starts (``preloaded``) and handed over in one message. A body read to EOF is held
-    to ``limit`` (max_body_size); a declared length was checked against it before."""
+    to ``limit`` (max_body_size); a declared length was checked against it before.
+    What the app left unread is read and discarded after the response (:meth:`drain`)."""
 
-    __slots__ = ("limit", "preloaded", "received", "remaining", "stream", "too_large", "truncated")
+    __slots__ = (
+        "limit",
+        "preloaded",
+        "received",
+        "remaining",
+        "socket",
+        "stream",
+        "too_large",
+        "truncated",
+        "unasked",
+    )
 
     def __init__(
         self,
@@ -287,14 +310,21 @@ class _RequestBody:
         preloaded: bytes | None,
         truncated: bool,
         limit: int | None = None,
+        socket: Any = None,
+        unasked: bool = False,
     ) -> None:
-        self.stream = stream  # None: nothing left to read
+        self.stream = stream  # None: nothing left to read (all of it read, or never to be)
         self.remaining = remaining  # None: read until EOF
         self.preloaded = preloaded
         self.truncated = truncated  # the preloaded body ended early: the client left
         self.limit = limit  # only for a body read until EOF
         self.received = 0  # bytes read until EOF so far (counted only with a limit)
         self.too_large = False  # ...and they went past the limit: reading stopped
+        self.socket = socket  # the server's (gunicorn's), to bound drain()'s waits
+        # The client waits for "100 Continue" before it sends the body, and the server
+        # may send that only at the first read (gunicorn sends it at once): until then,
+        # after a final response, the client may never send it (see drain()).
+        self.unasked = unasked
 
     @classmethod
     def from_environ(cls, environ: Environ, preload: int, limit: int | None = None) -> _RequestBody:
@@ -329,7 +359,9 @@ class _RequestBody:
             # Small and complete: read it here, hand it over in one message.
             data = _read_exactly(stream, length)
             return cls(None, 0, data, len(data) < length)
-        return cls(stream, length, None, False, limit if length is None else None)
+        socket = environ.get("gunicorn.socket")
+        unasked = socket is None and str(environ.get("HTTP_EXPECT", "")).lower() == "100-continue"
+        return cls(stream, length, None, False, limit if length is None else None, socket, unasked)
 
     @staticmethod
     def invalid_environ(key: str, value: object, expected: str = "a str") -> BridgeError:
@@ -341,6 +373,7 @@ class _RequestBody:
         if self.stream is None:
             request.answer(b"", False, True)
             return
+        self.unasked = False  # (a server that sends "100 Continue" late has sent it now)
         if self.remaining is not None:
             size = min(_READ_CHUNK, self.remaining)
         elif self.limit is None:
@@ -352,6 +385,7 @@ class _RequestBody:
             data = self.stream.read(size)
         except Exception as exc:
             logger.debug("reading the request body failed: %r", exc)
+            self.stream = None
             request.answer(b"", False, True)
             return
         if type(data) is not bytes:
@@ -359,18 +393,117 @@ class _RequestBody:
                 data = wsgi_input_bytes(data)
             except BridgeError as exc:
                 # Ends the body; the app's receive() raises it: wsgi.input broke PEP 3333.
+                self.stream = None
                 request.answer(b"", False, True, exc.with_traceback(None))
                 return
+        # From here, the end of the body (or of the stream) is the end of reading it:
+        # self.stream = None, and then nothing is left for drain().
         if self.remaining is None:
             if self.limit is not None and data and self._over_limit(len(data)):
                 request.answer(b"", False, True, too_large=True)
             else:
+                if not data:
+                    self.stream = None
                 request.answer(data, bool(data), False)
         elif not data:
+            self.stream = None
             request.answer(b"", False, True)  # the client left before the whole body arrived
         else:
             self.remaining -= len(data)
+            if self.remaining <= 0:
+                self.stream = None
             request.answer(data, self.remaining > 0, False)
+
+    def forget(self) -> None:
+        """Never read the rest: the response failed, and the server closes the connection."""
+        self.stream = self.socket = None
+
+    def drain(self) -> None:
+        """Read and discard the rest of the body that the app left unread, so that a
+        server that keeps the connection alive finds the next request where it starts
+        (gunicorn's gthread worker reads 64 KiB of it at most, then closes a connection
+        whose response promised to keep it, losing the client's next request).
+
+        Only in the WSGI thread, after the response, once the app's task can no longer
+        ask for the body (the hand-off refused: its receive() gets a disconnect). Never
+        past Content-Length; a body read until EOF is read to its end. Bounded: at most
+        ``_DRAIN_LIMIT`` bytes (a larger rest of known length is not read at all; one
+        read until EOF stops one byte past the bound), and no read starts once
+        ``_DRAIN_TIME`` seconds have passed. A read blocks until the client sends
+        more: on gunicorn, which waits for a client's bytes without a timeout, the
+        server's socket gets the time left as its timeout for the drain (as gunicorn's
+        own drain does; the prior one is restored); elsewhere the server's own read
+        timeout bounds each read. Whatever stops the drain early leaves the rest
+        unread: the server then has to close the connection (gunicorn does, as its
+        own drain gives up, or as its body reader failed). Nothing is read of a body
+        that the client sends only once told to (``Expect: 100-continue``) when the app
+        never read any of it, unless the server is gunicorn (which tells it at once):
+        a server that tells it at the first read would now wait for a body that the
+        client, holding a final response, need never send.
+        """
+        stream, self.stream = self.stream, None
+        sock, self.socket = self.socket, None
+        if stream is None:
+            return
+        if self.unasked:
+            logger.debug(
+                "leaving the request body the ASGI app did not read: its client waits for "
+                "100 Continue before sending it (Expect: 100-continue), which the server may "
+                "never have sent; the server has to close the connection"
+            )
+            return
+        remaining = self.remaining
+        if remaining is not None and remaining > _DRAIN_LIMIT:
+            logger.debug(
+                "leaving the %d request body bytes the ASGI app did not read (over %d, the most "
+                "read and discarded after a response): the server has to close the connection",
+                remaining,
+                _DRAIN_LIMIT,
+            )
+            return
+        # Bytes still to read; a body read until EOF: one past the bound tells it went over.
+        left = remaining if remaining is not None else _DRAIN_LIMIT + 1
+        deadline = time.monotonic() + _DRAIN_TIME
+        timed = callable(getattr(sock, "settimeout", None)) and callable(getattr(sock, "gettimeout", None))
+        prior = sock.gettimeout() if timed else None
+        try:
+            while left > 0:
+                now = time.monotonic()
+                if now >= deadline:
+                    logger.debug(
+                        "stopped reading the rest of the request body after %s s: the server "
+                        "has to close the connection",
+                        _DRAIN_TIME,
+                    )
+                    return
+                try:
+                    if timed:
+                        sock.settimeout(deadline - now)
+                    data = stream.read(min(_DRAIN_CHUNK, left))
+                    size = len(data) if type(data) is bytes else len(wsgi_input_bytes(data))
+                except Exception as exc:  # (on gunicorn, its socket's timeout included)
+                    logger.debug(
+                        "reading the rest of the request body failed: %r; the server has to "
+                        "close the connection",
+                        exc,
+                    )
+                    return
+                if not size:
+                    return  # the end of a body read until EOF, or the client left
+                left -= size
+            if remaining is None:
+                logger.debug(
+                    "leaving the rest of a request body the ASGI app did not read (over %d "
+                    "bytes, the most read and discarded after a response): the server has to "
+                    "close the connection",
+                    _DRAIN_LIMIT,
+                )
+        finally:
+            if timed:
+                try:
+                    sock.settimeout(prior)
+                except OSError as exc:
+                    logger.debug("restoring the server socket's timeout failed: %r", exc)
 
     def _over_limit(self, size: int) -> bool:
         """Count ``size`` more bytes read until EOF; past the limit, stop reading: the
@@ -894,12 +1027,13 @@ class _Responder:
         if head_cut:
             self.finish()
             self.abort(wait=False)
-            return []
+            # (A request body the app left unread is read and discarded in close().)
+            return [] if self.body.stream is None else _CompleteResponse([], self, wait=False)
         if complete:
             # The whole body is here: a one-element list lets the server set Content-Length.
             self.finish()
             body = [b"".join(chunks)] if not self.head else []
-            if self.events.closed or not self.teardown_wait:
+            if (self.events.closed or not self.teardown_wait) and self.body.stream is None:
                 return body
             return _CompleteResponse(body, self)
         self.state = _ResponseState.STREAMING
@@ -946,7 +1080,7 @@ class _Responder:
             info = os.stat(path)
             if not stat.S_ISREG(info.st_mode):  # (a FIFO would block the open)
                 raise OSError(0, "not a regular file")
-            file = _SentFile(path, self if self.teardown_wait else None)
+            file = _SentFile(path, self if self.teardown_wait or self.body.stream is not None else None)
         except OSError as exc:
             self.finish()
             raise ResponseError(
@@ -967,12 +1101,19 @@ class _Responder:
     def finish(self) -> None:
         """The WSGI server is done with this request: the task's events are refused
         (its body reads get a disconnect, an error it reports from now on is only
-        logged), and those queued go."""
+        logged), and those queued go, those taken but not served too: from now on,
+        only drain() reads the body."""
         if self.state is not _ResponseState.CUT:
             self.state = _ResponseState.DONE
         for event in self.events.refuse():
             if isinstance(event, _ReadRequest):
                 event.answer(b"", False, True)
+        backlog = self.backlog
+        if backlog:
+            for event in backlog:
+                if isinstance(event, _ReadRequest):
+                    event.answer(b"", False, True)
+            backlog.clear()
 
     def _let_go(self) -> None:
         """The request failed while the app's task may still run (it swallowed the
@@ -981,15 +1122,19 @@ class _Responder:
         if not self.events.closed:
             self.abort(wait=False)
 
-    def await_return(self) -> None:
-        """From the response's close(): the client has the whole response; give the
-        app up to ``teardown_wait`` to return before the server takes another request.
-        A request we cut waits for the app's (cancelled) task instead."""
+    def await_return(self, wait: bool = True) -> None:
+        """From the response's close(): the client has the whole response; read and
+        discard what the app left of the request body (after finish(): the task can no
+        longer read it), and give the app up to ``teardown_wait`` (``wait``) to return
+        before the server takes another request. A request we cut (its body over
+        max_body_size, never read on) waits for the app's (cancelled) task instead."""
         if self.state is _ResponseState.CUT:
             if not self._wait_for_end(self.grace + _CANCEL_WAIT):
                 logger.warning("the ASGI app's task did not end after it was cancelled")
             return
-        if self.events.closed or not self.teardown_wait:
+        if self.body.stream is not None:
+            self.body.drain()  # (the app's teardown runs meanwhile, on the loop)
+        if self.events.closed or not self.teardown_wait or not wait:
             return
         if not self._wait_for_end(self.teardown_wait):
             logger.debug(
@@ -1066,6 +1211,7 @@ class _ResponseIterator:
             elif isinstance(event, _Failed):
                 self.done = True
                 responder._let_go()
+                responder.body.forget()  # the server closes the connection after this error
                 error = event.error
                 try:
                     raise error
@@ -1107,8 +1253,9 @@ class _ResponseIterator:
 
 class _SentFile(io.FileIO):
     """The file of an http.response.pathsend, opened in the WSGI thread for the server's
-    ``wsgi.file_wrapper``; its ``close()`` (the server's, through the wrapper) gives the
-    app its ``teardown_wait``, as a complete response's does."""
+    ``wsgi.file_wrapper``; its ``close()`` (the server's, through the wrapper) reads and
+    discards what the app left of the request body and gives the app its
+    ``teardown_wait``, as a complete response's does (``responder`` None: nothing to do)."""
 
     def __init__(self, path: str, responder: _Responder | None) -> None:
         super().__init__(path, "rb")
@@ -1125,18 +1272,20 @@ class _SentFile(io.FileIO):
 
 class _CompleteResponse(list[bytes]):
     """A whole response as a one-element list (the server can set Content-Length),
-    whose ``close()`` gives the app its ``teardown_wait``."""
+    whose ``close()`` reads and discards what the app left of the request body, and
+    gives the app its ``teardown_wait`` (unless ``wait`` is false)."""
 
-    __slots__ = ("responder",)
+    __slots__ = ("responder", "wait")
 
-    def __init__(self, body: list[bytes], responder: _Responder) -> None:
+    def __init__(self, body: list[bytes], responder: _Responder, *, wait: bool = True) -> None:
         super().__init__(body)
         self.responder: _Responder | None = responder
+        self.wait = wait
 
     def close(self) -> None:
         responder, self.responder = self.responder, None
         if responder is not None:
-            responder.await_return()
+            responder.await_return(self.wait)
 
 
 def _log_lie(error: ResponseError) -> None:
