@@ -146,6 +146,7 @@ async def receive_body(
             more = message.get("more_body", False)
             if type(chunk) is not bytes or type(more) is not bool:
                 chunk, more = parse_http_request(message)  # the slow path: copy, or refuse
+            del message  # (it would hold the chunk after it was written, while receive() waits)
             if length is not None and size + len(chunk) > length:
                 chunk, more = chunk[: length - size], False
             if max_body is not None and size + len(chunk) > max_body:
@@ -157,6 +158,7 @@ async def receive_body(
             size += len(chunk)
             pending += len(chunk)
             budget.take(len(chunk))
+            del chunk  # parts has it, until it is written
             if file is None and (size > memory or budget.over):
                 file = await anyio.to_thread.run_sync(tempfile.TemporaryFile)
             if file is not None and (pending >= WRITE_SIZE or budget.over):

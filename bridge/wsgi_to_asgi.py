@@ -241,6 +241,9 @@ class WsgiToAsgi:
             # The slow path: bytes-like bodies are copied, anything else is refused,
             # naming the field (a str body must never reach the app).
             body, more_body = parse_http_request(message)
+        # The body is ``body`` from here: the message would keep a second reference to it
+        # for the whole request (a slow crowd's first chunks, while they wait for threads).
+        del message
         if max_body is not None and limit is None and len(body) > max_body:
             await _send_too_large(send, f"the body passed max_body_size ({max_body} bytes)")
             return
@@ -299,6 +302,7 @@ class WsgiToAsgi:
             if received is not None and spool is not None:
                 pull = received.chained(pull)
             environ["wsgi.input"] = streaming = StreamingInput(body, pull, limit)
+        body = b""  # wsgi.input has it (StreamingInput copies it): one copy, not two
 
         handled: BaseException | None = None
         try:
