@@ -230,6 +230,30 @@ def test_unread_body_is_drained_when_the_response_closes(
     assert max(size for size in stream.reads if size is not None) <= a2w._DRAIN_CHUNK
 
 
+@pytest.mark.parametrize(
+    ("software", "drained"),
+    [("gunicorn/23.0.0", False), ("gunicorn/27.0.1", True), ("waitress", True), (None, True)],
+)
+def test_gunicorn_before_24_drains_the_rest_itself(
+    make_adapter: Callable[..., AsgiToWsgi], software: Optional[str], drained: bool
+) -> None:
+    """gunicorn 23 reads an unread rest itself before the next request (and keeps the
+    connection), but closes it when the rest is read in the response's close(); 27
+    reads 64 KiB at most, then closes: only there does bridge drain."""
+    server_socket, client_socket = socket.socketpair()
+    with server_socket, client_socket:
+        environ = post(pattern(BIG))
+        if software is not None:
+            environ["SERVER_SOFTWARE"] = software
+        if software is not None and software.startswith("gunicorn/"):
+            environ["gunicorn.socket"] = server_socket
+        stream = environ["wsgi.input"]
+        result = make_adapter(Ignorer())(environ, StartResponse())
+        assert b"".join(result) == b"ignored"
+        result.close()  # type: ignore[attr-defined]
+        assert stream.tell() == (BIG if drained else 0)
+
+
 @pytest.mark.parametrize("preload", [MIB, 0], ids=["preload-default", "preload-0"])
 def test_a_partly_read_body_has_its_rest_drained(
     make_adapter: Callable[..., AsgiToWsgi], preload: int

@@ -17,7 +17,6 @@ socket's timeout); the servers stop at the end of the module, even on failure.
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import socket
 import threading
 from typing import Iterator
@@ -26,8 +25,6 @@ import pytest
 
 from .conftest import PACKAGE, Server, ServerSpec, module_server, parse_head, read_head
 from .unread_app import FILE_BODY
-
-_GUNICORN = tuple(int(part) for part in importlib.metadata.version("gunicorn").split(".")[:2])
 
 pytestmark = pytest.mark.integration
 
@@ -82,17 +79,9 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     [("", b"ignored"), ("?stream=1", b"ignored"), ("?file=1", FILE_BODY)],
     ids=["whole", "stream", "file"],
 )
-def test_request_after_an_unread_body_is_served(
-    server: Server, query: str, expected: bytes, request: pytest.FixtureRequest
-) -> None:
+def test_request_after_an_unread_body_is_served(server: Server, query: str, expected: bytes) -> None:
     if server.spec.kind == "waitress" and query:
         pytest.skip("waitress reads the body before the app runs (and closes after a chunked response)")
-    if server.spec.is_gunicorn and _GUNICORN < (24,):
-        # Found on Python 3.9, whose newest gunicorn is 23.0.0: the body is drained (the
-        # client's send completes) and the response promises keep-alive, yet gunicorn 23
-        # closes the connection before the next request. Not understood yet; strict, so
-        # that a fix, or a gunicorn that serves it, shows.
-        request.applymarker(pytest.mark.xfail(strict=True, reason="gunicorn 23 closes the connection anyway"))
     sock = server.connect(timeout=BOUND)
     errors: list[OSError] = []
 
