@@ -31,7 +31,6 @@ request survives it without a garbage collection. The same on real servers:
 
 from __future__ import annotations
 
-import gc
 import io
 import logging
 import socket
@@ -47,6 +46,7 @@ import pytest
 import bridge.asgi_to_wsgi as a2w
 from bridge import AsgiToWsgi, ClientDisconnected
 from bridge._types import Message, Scope
+from tests.test_request_lifetime import Token, no_gc  # noqa: F401 - no_gc: a fixture
 from tests.thread_leaks import no_thread_leaks  # noqa: F401 - autouse fixture
 
 from .asgi_apps import WAIT, LogWaiter, Receive, Send, StartResponse, body, call, make_environ, start
@@ -598,23 +598,10 @@ def test_the_app_reading_after_its_response_gets_a_disconnect(
 # -- nothing of the request survives it ----------------------------------------------------------
 
 
-class Token:
-    """Made by the app per request; the test watches it die."""
-
-
-@pytest.fixture
-def no_gc() -> Iterator[None]:
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
+@pytest.mark.usefixtures("no_gc")
 @pytest.mark.parametrize("mode", ["whole", "stream", "file", "head", "over-the-bound"])
 def test_request_objects_die_by_refcount(
-    no_gc: None, make_adapter: Callable[..., AsgiToWsgi], data_file: Path, mode: str
+    make_adapter: Callable[..., AsgiToWsgi], data_file: Path, mode: str
 ) -> None:
     alive: weakref.WeakSet[Any] = weakref.WeakSet()
     inner = Ignorer("whole" if mode == "over-the-bound" else mode, path=data_file)
