@@ -24,7 +24,7 @@ from ._types import Receive
 from .errors import BodyTooLargeError, InvalidScopeError
 from .http import parse_http_request
 
-__all__ = ["WRITE_SIZE", "MemoryBudget", "Received", "message_type", "receive_body"]
+__all__ = ["WRITE_SIZE", "MemoryBudget", "Received", "message_type", "receive_body", "receive_start"]
 
 #: Bytes gathered in memory before each write to the spool file.
 WRITE_SIZE = 256 * 1024
@@ -57,18 +57,19 @@ class MemoryBudget:
 
 
 class Received:
-    """The part of a request body that arrived before the app runs: in ``data`` (held
-    against the budget until the caller gives ``size`` back), or on ``file`` (a
-    temporary file at its start, which the caller must close), ``size`` bytes in all;
-    ``complete`` unless more is still to come from the server."""
+    """The part of a request body that arrived before the app runs: in ``data`` (of
+    which ``held`` bytes count against the budget until the caller gives them back),
+    or on ``file`` (a temporary file at its start, which the caller must close),
+    ``size`` bytes in all; ``complete`` unless more is still to come from the server."""
 
-    __slots__ = ("complete", "data", "file", "size")
+    __slots__ = ("complete", "data", "file", "held", "size")
 
-    def __init__(self, data: bytes, file: IO[bytes] | None, size: int, complete: bool) -> None:
+    def __init__(self, data: bytes, file: IO[bytes] | None, size: int, complete: bool, held: int = 0) -> None:
         self.data = data
         self.file = file
         self.size = size
         self.complete = complete
+        self.held = held
 
     def chained(self, rest: Callable[[], Tuple[bytes, bool]]) -> Callable[[], Tuple[bytes, bool]]:
         """A ``pull`` for :class:`bridge.wsgi_streams.StreamingInput`: the spooled part
@@ -97,6 +98,51 @@ def message_type(message: Any) -> object:
         ) from None
 
 
+async def receive_start(
+    receive: Receive,
+    *,
+    length: int | None,
+    memory: int,
+    spool: int,
+    max_body: int | None,
+    budget: MemoryBudget,
+) -> Received | None:
+    """What of a request's body is here before the app gets a thread: its first
+    message's, and when more is to come, up to ``spool`` bytes received ahead
+    (:func:`receive_body`: a slow upload holds no thread meanwhile). ``length`` is its
+    Content-Length; bytes past it are dropped. None if the client left first; raises
+    BodyTooLargeError past ``max_body``, InvalidScopeError for a message that is not
+    the spec's."""
+    message = await receive()
+    kind = message_type(message)
+    if kind == "http.disconnect":
+        return None  # the client left before the request began: nothing to run
+    if kind != "http.request":
+        raise InvalidScopeError(f"expected an http.request message from receive(), got {kind!r}")
+    body = message.get("body", b"")
+    more = message.get("more_body", False)
+    if type(body) is not bytes or type(more) is not bool:
+        # The slow path: bytes-like bodies are copied, anything else is refused,
+        # naming the field (a str body must never reach the app).
+        body, more = parse_http_request(message)
+    # The body is ``body`` from here: the message would keep a second reference to it
+    # for the whole request (a slow crowd's first chunks, while they wait for threads).
+    del message
+    if max_body is not None and length is None and len(body) > max_body:
+        raise BodyTooLargeError(max_body)
+    if more and spool and (length is None or len(body) < length <= spool):
+        # Handed over in a list, not named here: this frame would otherwise hold the
+        # first chunk (often the largest) until the whole body is in, spilled or not.
+        first = [body] if body else []
+        del body
+        return await receive_body(
+            receive, first, length=length, memory=memory, spool=spool, max_body=max_body, budget=budget
+        )
+    if length is not None and len(body) >= length:
+        body, more = body[:length], False  # the declared length is here; ignore anything beyond
+    return Received(body, None, len(body), not more)
+
+
 def _write(file: IO[bytes], parts: list[bytes]) -> None:
     file.writelines(parts)
 
@@ -109,7 +155,7 @@ def _rewind(file: IO[bytes], parts: list[bytes]) -> None:
 
 async def receive_body(
     receive: Receive,
-    first: bytes,
+    parts: list[bytes],
     *,
     length: int | None,
     memory: int,
@@ -117,16 +163,16 @@ async def receive_body(
     max_body: int | None,
     budget: MemoryBudget,
 ) -> Received | None:
-    """Receive the rest of a body whose first message brought ``first`` (and said more
+    """Receive the rest of a body whose first messages brought ``parts`` (and said more
     is to come), up to ``length`` bytes (its Content-Length; None: chunked, up to
     ``spool`` bytes, then the rest streams); None if the client left meanwhile.
+    ``parts`` is this function's from then on: it empties the list as it writes.
 
     In memory up to ``memory`` bytes while ``budget`` allows; past either, on a file.
     Bytes past ``length`` are never kept. Raises BodyTooLargeError when a chunked body
     passes ``max_body``, and InvalidScopeError for a message that breaks the ASGI spec.
     """
-    parts = [first] if first else []
-    size = pending = len(first)
+    size = pending = sum(map(len, parts))
     budget.take(pending)
     file: IO[bytes] | None = None
     more = True
@@ -164,9 +210,10 @@ async def receive_body(
             if file is not None and (pending >= WRITE_SIZE or budget.over):
                 await anyio.to_thread.run_sync(_write, file, parts)
                 budget.give(pending)
-                parts, pending = [], 0
+                parts.clear()  # (the caller's name for the list must not keep them)
+                pending = 0
         if file is None:
-            received = Received(b"".join(parts), None, size, not more or size == length)
+            received = Received(b"".join(parts), None, size, not more or size == length, pending)
             pending = 0  # the caller's to give back
             return received
         await anyio.to_thread.run_sync(_rewind, file, parts)

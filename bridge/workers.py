@@ -23,6 +23,7 @@ import os
 import queue
 import threading
 import time
+import weakref
 from typing import Any, Callable, Coroutine, NoReturn, TypeVar
 
 import anyio
@@ -38,6 +39,7 @@ __all__ = [
     "AsyncioWorkers",
     "DaemonPool",
     "Workers",
+    "WorkersPerLoop",
     "is_cancellation",
     "serve_async_views_on",
     "track_async_views",
@@ -285,6 +287,41 @@ class AsyncioWorkers(Workers):
 
     async def checkpoint(self) -> None:
         await asyncio.sleep(0)
+
+
+class WorkersPerLoop:
+    """An adapter's workers on each event loop it serves: anyio's primitives belong to
+    the loop that made them."""
+
+    __slots__ = ("_last", "_per_loop")
+
+    def __init__(self, name: str) -> None:
+        self._per_loop: anyio.lowlevel.RunVar[Workers] = anyio.lowlevel.RunVar(name)
+        # The last asyncio loop's workers, found without the RunVar lookup (which asks
+        # sniffio for the running library: microseconds, on every request).
+        self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], AsyncioWorkers] | None = None
+
+    def get(self, max_threads: int) -> Workers:
+        """The running loop's workers; made, at most ``max_threads`` threads, on its first call."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None  # trio
+        last = self._last
+        if last is not None and loop is not None and last[0]() is loop:
+            return last[1]
+        workers: Workers
+        try:
+            workers = self._per_loop.get()
+        except LookupError:
+            if anyio.get_cancelled_exc_class() is asyncio.CancelledError:
+                workers = AsyncioWorkers(max_threads)
+            else:
+                workers = AnyioWorkers(max_threads)
+            self._per_loop.set(workers)
+        if isinstance(workers, AsyncioWorkers) and workers.loop is loop:
+            self._last = (weakref.ref(workers.loop), workers)
+        return workers
 
 
 def serve_async_views_on(loop: asyncio.AbstractEventLoop) -> None:

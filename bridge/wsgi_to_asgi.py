@@ -27,7 +27,6 @@ import logging
 import sys
 import threading
 import time
-import weakref
 from collections import deque
 from functools import partial
 from typing import Any, Callable, Coroutine, Iterable, Iterator, Sequence, TypeVar
@@ -41,8 +40,8 @@ from .environ import DEFAULT_MAX_DUPLICATE_HEADERS, build_environ
 from .errors import AppExitError, BadRequestError, BodyTooLargeError, ClientDisconnected, InvalidScopeError
 from .handoff import Closed, Handoff
 from .http import DEFAULT_PRELOAD_BODY, parse_content_length, parse_http_request
-from .spool import MemoryBudget, Received, message_type, receive_body
-from .workers import AnyioWorkers, AsyncioWorkers, Workers, track_async_views
+from .spool import MemoryBudget, receive_start
+from .workers import Workers, WorkersPerLoop, track_async_views
 from .wsgi_response import WsgiResponse
 from .wsgi_streams import ErrorStream, FileWrapper, StreamingInput
 
@@ -149,13 +148,7 @@ class WsgiToAsgi:
         self.spool_body = spool_body
         self.max_body_size = max_body_size
         self._body_memory = MemoryBudget(max_body_memory)
-        # Workers per event loop: anyio's primitives belong to the loop that made them.
-        self._workers: anyio.lowlevel.RunVar[Workers] = anyio.lowlevel.RunVar(
-            f"bridge.WsgiToAsgi.workers.{id(self):x}"
-        )
-        # The last asyncio loop's workers, found without the RunVar lookup (which asks
-        # sniffio for the running library: microseconds, on every request).
-        self._last_workers: tuple[weakref.ref[asyncio.AbstractEventLoop], AsyncioWorkers] | None = None
+        self._workers = WorkersPerLoop(f"bridge.WsgiToAsgi.workers.{id(self):x}")
 
     @property
     def receive_ahead(self) -> int:
@@ -171,27 +164,6 @@ class WsgiToAsgi:
     def wsgi_app(self, app: WSGIApp) -> None:
         self.app = app
 
-    def _get_workers(self) -> Workers:
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None  # trio
-        last = self._last_workers
-        if last is not None and loop is not None and last[0]() is loop:
-            return last[1]
-        workers: Workers
-        try:
-            workers = self._workers.get()
-        except LookupError:
-            if anyio.get_cancelled_exc_class() is asyncio.CancelledError:
-                workers = AsyncioWorkers(self.max_threads)
-            else:
-                workers = AnyioWorkers(self.max_threads)
-            self._workers.set(workers)
-        if isinstance(workers, AsyncioWorkers) and workers.loop is loop:
-            self._last_workers = (weakref.ref(workers.loop), workers)
-        return workers
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             kind = scope["type"]
@@ -202,7 +174,7 @@ class WsgiToAsgi:
         if kind == "http":
             await self._http(scope, receive, send)
         elif kind == "lifespan":
-            await self._lifespan(receive, send)
+            await _serve_lifespan(receive, send, self.on_startup, self.on_shutdown)
         elif kind == "websocket":
             await _refuse_websocket(receive, send)
         else:
@@ -229,55 +201,29 @@ class WsgiToAsgi:
             await _send_too_large(send, f"a declared body of {limit} bytes, max_body_size is {max_body}")
             return
 
-        message = await receive()
-        kind = message_type(message)
-        if kind == "http.disconnect":
-            return  # the client left before the request began: nothing to run
-        if kind != "http.request":
-            raise InvalidScopeError(f"expected an http.request message from receive(), got {kind!r}")
-        body = message.get("body", b"")
-        more_body = message.get("more_body", False)
-        if type(body) is not bytes or type(more_body) is not bool:
-            # The slow path: bytes-like bodies are copied, anything else is refused,
-            # naming the field (a str body must never reach the app).
-            body, more_body = parse_http_request(message)
-        # The body is ``body`` from here: the message would keep a second reference to it
-        # for the whole request (a slow crowd's first chunks, while they wait for threads).
-        del message
-        if max_body is not None and limit is None and len(body) > max_body:
+        try:
+            received = await receive_start(
+                receive,
+                length=limit,
+                memory=self.preload_body,
+                spool=self.receive_ahead,
+                max_body=max_body,
+                budget=self._body_memory,
+            )
+        except BodyTooLargeError:
             await _send_too_large(send, f"the body passed max_body_size ({max_body} bytes)")
             return
-        received: Received | None = None
-        if more_body and (limit is None or len(body) < limit <= self.receive_ahead) and self.receive_ahead:
-            # Received whole before the app gets a thread (or, chunked and longer than
-            # that, its start): a slow upload holds no thread meanwhile.
-            try:
-                received = await receive_body(
-                    receive,
-                    body,
-                    length=limit,
-                    memory=self.preload_body,
-                    spool=self.receive_ahead,
-                    max_body=max_body,
-                    budget=self._body_memory,
-                )
-            except BodyTooLargeError:
-                await _send_too_large(send, f"the body passed max_body_size ({max_body} bytes)")
-                return
-            if received is None:
-                logger.debug("client disconnected during its upload; the app was not run")
-                return
-            body, more_body = received.data, not received.complete
-        elif limit is not None and len(body) >= limit:
-            more_body = False  # the declared length is here; ignore anything beyond
-        size = received.size if received is not None else len(body)
+        if received is None:
+            logger.debug("client disconnected during its upload; the app was not run")
+            return
+        body, more_body, size = received.data, not received.complete, received.size
         if limit is None and size and not more_body:
             # A chunked body, whole: its length, as waitress gives it (Django reads no
             # body without one).
             environ["CONTENT_LENGTH"] = str(size)
         remaining = limit - size if more_body and limit is not None else None
         allowed = max_body - size if max_body is not None and limit is None else None
-        workers = self._get_workers()
+        workers = self._workers.get(self.max_threads)
         receiver = _Receiver(receive, workers, not more_body, remaining, max_body, allowed)
         link = _Link(workers, receiver)
         environ["bridge.client_disconnected"] = link.client_disconnected
@@ -287,22 +233,17 @@ class WsgiToAsgi:
         if extensions and "http.response.pathsend" in extensions:
             worker.path_send = True
         streaming: StreamingInput | None = None
-        spool = received.file if received is not None else None
+        spool = received.file
         if receiver.body_complete:
-            if spool is not None:
-                environ["wsgi.input"] = spool
-            else:
-                if limit is not None and len(body) > limit:
-                    body = body[:limit]
-                environ["wsgi.input"] = io.BytesIO(body)
+            environ["wsgi.input"] = spool if spool is not None else io.BytesIO(body)
         else:
             # The rest of the body streams in while the app runs: once the app reads,
             # the receiver task takes it from the server and hands it over, bounded.
             pull = _BodyReader(link).pull
-            if received is not None and spool is not None:
+            if spool is not None:
                 pull = received.chained(pull)
             environ["wsgi.input"] = streaming = StreamingInput(body, pull, limit)
-        body = b""  # wsgi.input has it (StreamingInput copies it): one copy, not two
+        body = received.data = b""  # wsgi.input has it (StreamingInput copies it): one copy, not two
 
         handled: BaseException | None = None
         try:
@@ -344,8 +285,8 @@ class WsgiToAsgi:
             worker.handled_error = worker.stream_error = sender.send_error = None
             if streaming is not None:
                 streaming.detach()  # environ -> wsgi.input -> the reader -> environ
-            if received is not None and spool is None:
-                self._body_memory.give(received.size)  # this request holds it no more
+            if received.held:
+                self._body_memory.give(received.held)  # this request holds it no more
             if spool is not None and not link.worker_active:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(spool.close)  # (else it closes when dropped)
@@ -371,27 +312,6 @@ class WsgiToAsgi:
                 exc_info=(type(handled), handled, handled.__traceback__),
             )
             del handled
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            kind = message.get("type")
-            if kind == "lifespan.startup":
-                phase, hooks = "startup", self.on_startup
-            elif kind == "lifespan.shutdown":
-                phase, hooks = "shutdown", self.on_shutdown
-            else:
-                raise InvalidScopeError(f"unexpected lifespan message {kind!r}")
-            try:
-                for hook in hooks:
-                    await anyio.to_thread.run_sync(hook)
-            except Exception as exc:
-                logger.exception("lifespan %s hook failed", phase)
-                await send({"type": f"lifespan.{phase}.failed", "message": f"{type(exc).__name__}: {exc}"})
-                return
-            await send({"type": f"lifespan.{phase}.complete"})
-            if phase == "shutdown":
-                return
 
 
 class _Receiver:
@@ -750,14 +670,7 @@ class _Worker:
         finally:
             exc_info = None
         if dropped:
-            new = [name for name in dropped if name.lower() not in self.dropped_warned]
-            if new:
-                self.dropped_warned.update(name.lower() for name in new)
-                logger.warning(
-                    "dropped hop-by-hop response header(s) %s set by the WSGI app; "
-                    "the server manages the connection (said once per header name)",
-                    ", ".join(new),
-                )
+            _warn_dropped(dropped, self.dropped_warned)
         return self.write
 
     def write(self, data: bytes) -> None:
@@ -1091,6 +1004,17 @@ class _LoopExit(BaseException):
         self.original = original
 
 
+def _warn_dropped(dropped: list[str], warned: set[str]) -> None:
+    new = [name for name in dropped if name.lower() not in warned]
+    if new:
+        warned.update(name.lower() for name in new)
+        logger.warning(
+            "dropped hop-by-hop response header(s) %s set by the WSGI app; "
+            "the server manages the connection (said once per header name)",
+            ", ".join(new),
+        )
+
+
 def _app_error(exc: BaseException) -> BaseException:
     """The error to raise for one from the app: process-ending ones become ordinary
     errors, so one request can never stop the server."""
@@ -1110,6 +1034,34 @@ async def _wait_for_worker(link: _Link) -> None:
             )
             return
         await anyio.sleep(0.005)
+
+
+async def _serve_lifespan(
+    receive: Receive,
+    send: Send,
+    on_startup: tuple[Callable[[], object], ...],
+    on_shutdown: tuple[Callable[[], object], ...],
+) -> None:
+    """ASGI lifespan: the adapter's startup and shutdown hooks, each in a thread."""
+    while True:
+        message = await receive()
+        kind = message.get("type")
+        if kind == "lifespan.startup":
+            phase, hooks = "startup", on_startup
+        elif kind == "lifespan.shutdown":
+            phase, hooks = "shutdown", on_shutdown
+        else:
+            raise InvalidScopeError(f"unexpected lifespan message {kind!r}")
+        try:
+            for hook in hooks:
+                await anyio.to_thread.run_sync(hook)
+        except Exception as exc:
+            logger.exception("lifespan %s hook failed", phase)
+            await send({"type": f"lifespan.{phase}.failed", "message": f"{type(exc).__name__}: {exc}"})
+            return
+        await send({"type": f"lifespan.{phase}.complete"})
+        if phase == "shutdown":
+            return
 
 
 async def _refuse_websocket(receive: Receive, send: Send) -> None:

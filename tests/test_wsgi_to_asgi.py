@@ -1316,7 +1316,7 @@ async def test_worker_step_starting_after_the_request_was_abandoned_never_runs_t
     adapter = WsgiToAsgi(app)
     errors = ErrorStream()
     environ = build_environ(http_scope(), errors=errors)
-    workers = adapter._get_workers()
+    workers = adapter._workers.get(adapter.max_threads)
     receiver = _Receiver(client.receive, workers, True)
     link = _Link(workers, receiver)
     worker = _Worker(app, environ, errors, False, link, _Sender(client.send, link), set())
