@@ -133,12 +133,15 @@ def main() -> None:
         f"\n{args.clients} clients, each sent {SENT // 1024} KiB of a {DECLARED // 1024} KiB body "
         "and stalled\n"
     )
-    print("| server | RSS at rest, MiB | RSS with the stalled uploads, MiB | growth, MiB | answered |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| server | RSS at rest, MiB | RSS with the stalled uploads, MiB | growth, MiB "
+        "| per connection, KiB | answered |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     for label, rest, peak, answered in rows:
         print(
             f"| {label} | {rest / mib:.0f} | {peak / mib:.0f} | {(peak - rest) / mib:+.0f} "
-            f"| {answered} of {args.clients} |"
+            f"| {(peak - rest) / 1024 / args.clients:.0f} | {answered} of {args.clients} |"
         )
 
 

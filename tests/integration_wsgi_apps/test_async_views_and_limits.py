@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 import uuid
+import zlib
 from typing import Iterator
 
 import httpx
@@ -163,6 +164,42 @@ def test_slow_uploads_hold_no_thread(server: Server) -> None:
     finally:
         for sock in uploads:
             sock.close()
+
+
+def test_stalled_uploads_past_max_body_memory_are_held_on_files(server: Server) -> None:
+    """Six clients each send the first 128 KiB of a 512 KiB upload and stall: bridge
+    receives the bodies before the app runs, but holds at most ``max_body_memory``
+    (256 KiB here) of them in memory over all requests; the rest go to temporary files.
+    So at most two bodies' starts fit in memory before every further chunk spills, and
+    each app still reads its whole body, byte for byte. Without the total budget (as
+    before it), every body stayed in memory: six of six."""
+    size, first, clients = 512 * 1024, 128 * 1024, 6
+    head = request_bytes(
+        "POST", "/budget/upload", host=f"127.0.0.1:{server.port}", headers=[("Content-Length", str(size))]
+    )
+    bodies = [bytes([65 + n]) * size for n in range(clients)]
+    uploads: list[socket.socket] = []
+    try:
+        for body in bodies:
+            sock = server.connect()
+            sock.sendall(head + body[:first])
+            uploads.append(sock)
+        for sock, body in zip(uploads, bodies):
+            sock.sendall(body[first:])
+        answers = []
+        for sock in uploads:
+            sock.settimeout(10.0)
+            answer = ResponseReader(sock).read("POST")
+            assert answer.status == 200, answer.body
+            answers.append(answer.body.decode())
+    finally:
+        for sock in uploads:
+            sock.close()
+    expected = [f"{size} {zlib.crc32(body):08x}" for body in bodies]
+    assert [answer.rsplit(" ", 1)[0] for answer in answers] == expected
+    on_files = sum(answer.endswith(" file") for answer in answers)
+    print(f"\n[budget] {server.kind}: {on_files} of {clients} bodies on files")
+    assert on_files >= clients - 2, answers
 
 
 def test_an_error_page_with_exc_info_keeps_the_connection(server: Server) -> None:

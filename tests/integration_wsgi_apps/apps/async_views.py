@@ -12,10 +12,12 @@ server's could neither tell it is the same loop nor wait for that event.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import sys
 import threading
 import time
+import zlib
 from typing import Any
 
 import django
@@ -155,6 +157,21 @@ def error_page_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 
 
 raw_bridge = WsgiToAsgi(error_page_app)
+
+
+def where_the_body_was(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """Reads its body and says how much, its CRC-32, and whether bridge held it in
+    memory or gave it from a file (past ``max_body_memory``)."""
+    stream = environ["wsgi.input"]
+    where = b"memory" if isinstance(stream, io.BytesIO) else b"file"
+    body = stream.read()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"%d %08x %s" % (len(body), zlib.crc32(body), where)]
+
+
+#: Bodies held in memory over all requests, at most: stalled uploads past it spill to files.
+BODY_MEMORY = 256 * 1024
+budget_bridge = WsgiToAsgi(where_the_body_was, max_body_memory=BODY_MEMORY)
 #: A small pool and the default spool_body: slow uploads must not take its threads.
 POOL_THREADS = 4
 pool_bridge = WsgiToAsgi(flask_app, max_threads=POOL_THREADS)
@@ -200,6 +217,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         ("/django", django_bridge),
         ("/pool", pool_bridge),
         ("/raw", raw_bridge),
+        ("/budget", budget_bridge),
     )
     for prefix, bridge in mounts:
         if path_.startswith(prefix + "/"):
