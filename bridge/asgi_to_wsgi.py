@@ -7,7 +7,10 @@ and then, in the WSGI server's thread (``_Responder``), takes the events the app
 also carries the task's requests to read ``wsgi.input``. What the app may send next is
 decided by the ASGI response machine (:mod:`bridge.asgi_response`); the translation
 rules live in the pure modules (:mod:`bridge.environ`, :mod:`bridge.http`). This module
-is the concurrency glue; ``docs/internals.md`` follows one request through it.
+is the concurrency glue; ``docs/internals.md`` follows one request through it. Two
+jobs of the WSGI thread have modules of their own: reading the body an app left unread
+(:mod:`bridge.body_drain`), and opening the file of an ``http.response.pathsend``
+(:mod:`bridge.pathsend`).
 """
 
 from __future__ import annotations
@@ -16,10 +19,8 @@ import asyncio
 import atexit
 import contextlib
 import enum
-import io
 import logging
 import os
-import stat
 import threading
 import time
 import weakref
@@ -32,6 +33,7 @@ from asgiref.compatibility import guarantee_single_callable
 
 from ._types import ASGIApp, Environ, Message, Scope, StartResponse
 from .asgi_response import AsgiResponse, AsgiState, Body, Cut, PathBody, Start
+from .body_drain import drain_rest, gunicorn_drains_itself
 from .environ import build_scope, environ_type_problem, wsgi_input_bytes
 from .errors import (
     AppExitError,
@@ -47,7 +49,7 @@ from .handoff import Closed, Handoff, LoopRef
 from .http import DEFAULT_PRELOAD_BODY, parse_content_length
 from .lifespan import Lifespan
 from .loop_thread import LoopThread
-from .wsgi_streams import FileWrapper
+from .pathsend import open_path_body
 
 __all__ = ["AsgiToWsgi"]
 
@@ -55,15 +57,14 @@ logger = logging.getLogger("bridge.asgi_to_wsgi")
 
 _DISCONNECT: Message = {"type": "http.disconnect"}
 _READ_CHUNK = 256 * 1024
-# Blocks of an http.response.pathsend file, where the server iterates it.
-_FILE_BLOCK = 256 * 1024
 # How long close() waits, beyond the grace period, for a cancelled task to end.
 _CANCEL_WAIT = 5.0
 # The rest of a request body the app left unread is read and discarded after its
 # response (_RequestBody.drain), so that a server that keeps the connection alive
 # finds the next request where it starts: at most _DRAIN_LIMIT bytes (a larger rest is
 # not read at all), no read started after _DRAIN_TIME seconds (gunicorn's own drain
-# gives a body 5 s too), in reads of _DRAIN_CHUNK bytes.
+# gives a body 5 s too), in reads of _DRAIN_CHUNK bytes. The adapter's bounds (its
+# docstring promises them), handed to body_drain.drain_rest at each drain.
 _DRAIN_LIMIT = 4 * 1024 * 1024
 _DRAIN_TIME = 5.0
 _DRAIN_CHUNK = 64 * 1024
@@ -364,7 +365,7 @@ class _RequestBody:
             return cls(None, 0, data, len(data) < length)
         socket = environ.get("gunicorn.socket")
         unasked = socket is None and str(environ.get("HTTP_EXPECT", "")).lower() == "100-continue"
-        server_drains = socket is not None and _gunicorn_drains_itself(environ.get("SERVER_SOFTWARE"))
+        server_drains = socket is not None and gunicorn_drains_itself(environ.get("SERVER_SOFTWARE"))
         return cls(
             stream, length, None, False, limit if length is None else None, socket, unasked, server_drains
         )
@@ -425,27 +426,15 @@ class _RequestBody:
         self.stream = self.socket = None
 
     def drain(self) -> None:
-        """Read and discard the rest of the body that the app left unread, so that a
-        server that keeps the connection alive finds the next request where it starts
-        (gunicorn's gthread worker reads 64 KiB of it at most, then closes a connection
-        whose response promised to keep it, losing the client's next request).
-
-        Only in the WSGI thread, after the response, once the app's task can no longer
-        ask for the body (the hand-off refused: its receive() gets a disconnect). Never
-        past Content-Length; a body read until EOF is read to its end. Bounded: at most
-        ``_DRAIN_LIMIT`` bytes (a larger rest of known length is not read at all; one
-        read until EOF stops one byte past the bound), and no read starts once
-        ``_DRAIN_TIME`` seconds have passed. A read blocks until the client sends
-        more: on gunicorn, which waits for a client's bytes without a timeout, the
-        server's socket gets the time left as its timeout for the drain (as gunicorn's
-        own drain does; the prior one is restored); elsewhere the server's own read
-        timeout bounds each read. Whatever stops the drain early leaves the rest
-        unread: the server then has to close the connection (gunicorn does, as its
-        own drain gives up, or as its body reader failed). Nothing is read of a body
-        that the client sends only once told to (``Expect: 100-continue``) when the app
-        never read any of it, unless the server is gunicorn (which tells it at once):
-        a server that tells it at the first read would now wait for a body that the
-        client, holding a final response, need never send.
+        """Read and discard the rest of the body that the app left unread
+        (:func:`~bridge.body_drain.drain_rest`, bounded by ``_DRAIN_LIMIT`` and
+        ``_DRAIN_TIME``). Only in the WSGI thread, after the response, once the app's
+        task can no longer ask for the body (the hand-off refused: its receive() gets a
+        disconnect). Nothing is read of a body that the client sends only once told to
+        (``Expect: 100-continue``) when the app never read any of it, unless the server
+        is gunicorn (which tells it at once): a server that tells it at the first read
+        would now wait for a body that the client, holding a final response, need never
+        send.
         """
         stream, self.stream = self.stream, None
         sock, self.socket = self.socket, None
@@ -458,58 +447,14 @@ class _RequestBody:
                 "never have sent; the server has to close the connection"
             )
             return
-        remaining = self.remaining
-        if remaining is not None and remaining > _DRAIN_LIMIT:
-            logger.debug(
-                "leaving the %d request body bytes the ASGI app did not read (over %d, the most "
-                "read and discarded after a response): the server has to close the connection",
-                remaining,
-                _DRAIN_LIMIT,
-            )
-            return
-        # Bytes still to read; a body read until EOF: one past the bound tells it went over.
-        left = remaining if remaining is not None else _DRAIN_LIMIT + 1
-        deadline = time.monotonic() + _DRAIN_TIME
-        timed = callable(getattr(sock, "settimeout", None)) and callable(getattr(sock, "gettimeout", None))
-        prior = sock.gettimeout() if timed else None
-        try:
-            while left > 0:
-                now = time.monotonic()
-                if now >= deadline:
-                    logger.debug(
-                        "stopped reading the rest of the request body after %s s: the server "
-                        "has to close the connection",
-                        _DRAIN_TIME,
-                    )
-                    return
-                try:
-                    if timed:
-                        sock.settimeout(deadline - now)
-                    data = stream.read(min(_DRAIN_CHUNK, left))
-                    size = len(data) if type(data) is bytes else len(wsgi_input_bytes(data))
-                except Exception as exc:  # (on gunicorn, its socket's timeout included)
-                    logger.debug(
-                        "reading the rest of the request body failed: %r; the server has to "
-                        "close the connection",
-                        exc,
-                    )
-                    return
-                if not size:
-                    return  # the end of a body read until EOF, or the client left
-                left -= size
-            if remaining is None:
-                logger.debug(
-                    "leaving the rest of a request body the ASGI app did not read (over %d "
-                    "bytes, the most read and discarded after a response): the server has to "
-                    "close the connection",
-                    _DRAIN_LIMIT,
-                )
-        finally:
-            if timed:
-                try:
-                    sock.settimeout(prior)
-                except OSError as exc:
-                    logger.debug("restoring the server socket's timeout failed: %r", exc)
+        drain_rest(
+            stream,
+            self.remaining,
+            sock,
+            max_bytes=_DRAIN_LIMIT,
+            max_seconds=_DRAIN_TIME,
+            read_size=_DRAIN_CHUNK,
+        )
 
     def _over_limit(self, size: int) -> bool:
         """Count ``size`` more bytes read until EOF; past the limit, stop reading: the
@@ -521,18 +466,6 @@ class _RequestBody:
         self.too_large = True
         self.stream = None
         return True
-
-
-def _gunicorn_drains_itself(software: object) -> bool:
-    """gunicorn before 24 reads a request body the app left unread itself, before the
-    next request on the connection, and keeps it; and it closes the connection when the
-    rest is read in the response's close() instead (measured with 23.0.0, the newest for
-    Python 3.9, with a plain WSGI app: served, and closed). 27.0.1 reads 64 KiB at most,
-    then closes a connection whose response promised keep-alive: ``drain()`` is for it."""
-    if type(software) is not str or not software.startswith("gunicorn/"):
-        return False
-    major = software[len("gunicorn/") :].partition(".")[0]
-    return major.isdigit() and int(major) < 24
 
 
 class _DeclaredTooLarge(BodyTooLargeError):
@@ -589,7 +522,7 @@ class _Failed:
 
 class _Signal(enum.Enum):
     """What else crosses (CLIENT_LEFT), or comes out of the WSGI thread's wait for
-    events (``_Responder.next_event``)."""
+    events (``_TaskEvents.next_event``)."""
 
     CLIENT_LEFT = "CLIENT_LEFT"  # the task told the app its client left mid-body
     TOO_LARGE = "TOO_LARGE"  # the body grew past max_body_size (the app was told)
@@ -629,11 +562,14 @@ class _TaskState(enum.Enum):
     ENDED = "ENDED"
 
 
-class _AppTask:
-    """One request's ASGI side, on the loop: runs the app, answers its ``receive()``,
-    turns its ``send()`` into events for the WSGI thread (through ``events``), and
-    lets it go when the client leaves. Only :meth:`start` is called from another
-    thread (the WSGI thread, once); :meth:`abort_then_cancel` runs on the loop."""
+class _AppCalls:
+    """One request's ASGI side, on the loop: all its state (its task's handles too),
+    and the app's ``receive()`` and ``send()``. The first gets the request body
+    (preloaded, or read by the WSGI thread on request), then ``http.disconnect`` once
+    the response is over or the client left; what the second sends, as the ASGI
+    machine (``response``) translates it, goes to the WSGI thread as events (through
+    ``events``). :class:`_AppTask` runs the app with them. A base class rather than a
+    field: one object per request, no second construction on the hot path."""
 
     __slots__ = (
         "_ended",
@@ -670,98 +606,6 @@ class _AppTask:
         self._ended: anyio.Event | None = None  # ...or when an abort waits for the end
         self.cancel_scope: anyio.CancelScope | None = None  # the app's task, on trio
         self.task: asyncio.Task[None] | None = None  # the app's task, on asyncio
-
-    def start(self, loop: asyncio.AbstractEventLoop | None, portal: BlockingPortal) -> None:
-        """From the WSGI thread: start the app's task, without waiting for the loop."""
-        if loop is not None:
-            # A bare callback, not run_coroutine_threadsafe: the task reports its end
-            # through the events already, so a concurrent future and its chained
-            # callbacks would be pure cost (a fifth of the adapter's time per hello).
-            loop.call_soon_threadsafe(self._create_task, loop)
-        else:
-            portal.start_task_soon(self._run_in_scope)
-
-    def _create_task(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.task = task = loop.create_task(self.run())
-        _running_tasks.add(task)  # asyncio keeps only weak references to tasks
-
-    async def _run_in_scope(self) -> None:
-        # A scope of our own to cancel the task by, from the loop: cancelling the
-        # portal's future works only from another thread before anyio 4.12.
-        with anyio.CancelScope() as cancel_scope:
-            self.cancel_scope = cancel_scope
-            await self.run()
-
-    async def run(self) -> None:
-        try:
-            await self.app(self.scope, self.receive, self.send)
-        except anyio.get_cancelled_exc_class():
-            # Cut off (the adapter closed, or the client left): never let the WSGI
-            # server finish a truncated response as if it were complete.
-            self._hand_over_failure(
-                BridgeError("the ASGI app's task was cancelled before it finished its response")
-            )
-            raise
-        except BaseException as exc:
-            self._failed(exc)  # no name for it here: this frame is in its traceback
-        else:
-            try:
-                end = self.response.returned()  # a response that never started is an error
-            except ResponseError as exc:
-                if exc.rule == "content-length":
-                    _log_lie(exc)
-                self._failed(exc)
-            else:
-                if end is not None:  # started, never ended: end it here
-                    with contextlib.suppress(Closed):  # the WSGI side is done already
-                        self._emit(end)
-        finally:
-            self.state = _TaskState.ENDED
-            if self.task is not None:
-                _running_tasks.discard(self.task)
-            # A cancelled task keeps its CancelledError, whose traceback holds this
-            # frame, which holds this object: let go of it.
-            self.task = self.cancel_scope = None
-            self.events.close()  # the end: the WSGI thread sees it once it took the rest
-            if self._ended is not None:
-                self._ended.set()
-
-    def _failed(self, exc: BaseException) -> None:
-        """The app raised: hand the error to the WSGI thread if it will raise it there.
-
-        Otherwise (the response was complete, or its client gone) it is only logged:
-        an error left in the hand-off would hold its traceback, whose frames hold this
-        request, until a full garbage collection.
-        """
-        error = AppExitError.wrap(exc, "ASGI") if isinstance(exc, (KeyboardInterrupt, SystemExit)) else exc
-        response = self.response
-        if response.finished:
-            logger.error("the ASGI app raised after its response was complete", exc_info=error)
-        elif response.state is AsgiState.CLIENT_GONE:
-            if _caused_by_disconnect(error):
-                logger.debug("the ASGI app stopped after its client left: %r", error)
-            else:
-                logger.error("the ASGI app raised after its client left", exc_info=error)
-        elif self.state is _TaskState.FAILED_EARLY:
-            logger.debug("the ASGI app raised after its request failed", exc_info=error)
-        elif not self._hand_over_failure(error):
-            logger.error("the ASGI app raised after its response was handed over", exc_info=error)
-
-    def _hand_over_failure(self, error: BaseException) -> bool:
-        """False if the WSGI thread takes no more events."""
-        try:
-            self._emit(_Failed(error))
-        except Closed:
-            return False
-        return True
-
-    def _emit(self, event: _Event) -> None:
-        start = self.pending_start
-        if start is not None:
-            self.pending_start = None
-            self.events.push_in_loop(start, event)  # one hand-over, one wake-up
-        else:
-            self.events.push_in_loop(event)
 
     async def receive(self) -> Message:
         if self.response.state is AsgiState.CLIENT_GONE:
@@ -880,9 +724,110 @@ class _AppTask:
         finally:
             del error, cut, events  # this frame joins the traceback: no cycle through it
 
+    def _emit(self, event: _Event) -> None:
+        start = self.pending_start
+        if start is not None:
+            self.pending_start = None
+            self.events.push_in_loop(start, event)  # one hand-over, one wake-up
+        else:
+            self.events.push_in_loop(event)
+
+    def _hand_over_failure(self, error: BaseException) -> bool:
+        """False if the WSGI thread takes no more events."""
+        try:
+            self._emit(_Failed(error))
+        except Closed:
+            return False
+        return True
+
     def _end_response(self) -> None:
         if self._over is not None:
             self._over.set()
+
+
+class _AppTask(_AppCalls):
+    """Runs the app as a task on the loop, reports how it ended (the hand-off's close,
+    and an error the WSGI thread is to raise), and lets it go when its client leaves.
+    Only :meth:`start` is called from another thread (the WSGI thread, once);
+    :meth:`abort_then_cancel` runs on the loop."""
+
+    __slots__ = ()
+
+    def start(self, loop: asyncio.AbstractEventLoop | None, portal: BlockingPortal) -> None:
+        """From the WSGI thread: start the app's task, without waiting for the loop."""
+        if loop is not None:
+            # A bare callback, not run_coroutine_threadsafe: the task reports its end
+            # through the events already, so a concurrent future and its chained
+            # callbacks would be pure cost (a fifth of the adapter's time per hello).
+            loop.call_soon_threadsafe(self._create_task, loop)
+        else:
+            portal.start_task_soon(self._run_in_scope)
+
+    def _create_task(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.task = task = loop.create_task(self.run())
+        _running_tasks.add(task)  # asyncio keeps only weak references to tasks
+
+    async def _run_in_scope(self) -> None:
+        # A scope of our own to cancel the task by, from the loop: cancelling the
+        # portal's future works only from another thread before anyio 4.12.
+        with anyio.CancelScope() as cancel_scope:
+            self.cancel_scope = cancel_scope
+            await self.run()
+
+    async def run(self) -> None:
+        try:
+            await self.app(self.scope, self.receive, self.send)
+        except anyio.get_cancelled_exc_class():
+            # Cut off (the adapter closed, or the client left): never let the WSGI
+            # server finish a truncated response as if it were complete.
+            self._hand_over_failure(
+                BridgeError("the ASGI app's task was cancelled before it finished its response")
+            )
+            raise
+        except BaseException as exc:
+            self._failed(exc)  # no name for it here: this frame is in its traceback
+        else:
+            try:
+                end = self.response.returned()  # a response that never started is an error
+            except ResponseError as exc:
+                if exc.rule == "content-length":
+                    _log_lie(exc)
+                self._failed(exc)
+            else:
+                if end is not None:  # started, never ended: end it here
+                    with contextlib.suppress(Closed):  # the WSGI side is done already
+                        self._emit(end)
+        finally:
+            self.state = _TaskState.ENDED
+            if self.task is not None:
+                _running_tasks.discard(self.task)
+            # A cancelled task keeps its CancelledError, whose traceback holds this
+            # frame, which holds this object: let go of it.
+            self.task = self.cancel_scope = None
+            self.events.close()  # the end: the WSGI thread sees it once it took the rest
+            if self._ended is not None:
+                self._ended.set()
+
+    def _failed(self, exc: BaseException) -> None:
+        """The app raised: hand the error to the WSGI thread if it will raise it there.
+
+        Otherwise (the response was complete, or its client gone) it is only logged:
+        an error left in the hand-off would hold its traceback, whose frames hold this
+        request, until a full garbage collection.
+        """
+        error = AppExitError.wrap(exc, "ASGI") if isinstance(exc, (KeyboardInterrupt, SystemExit)) else exc
+        response = self.response
+        if response.finished:
+            logger.error("the ASGI app raised after its response was complete", exc_info=error)
+        elif response.state is AsgiState.CLIENT_GONE:
+            if _caused_by_disconnect(error):
+                logger.debug("the ASGI app stopped after its client left: %r", error)
+            else:
+                logger.error("the ASGI app raised after its client left", exc_info=error)
+        elif self.state is _TaskState.FAILED_EARLY:
+            logger.debug("the ASGI app raised after its request failed", exc_info=error)
+        elif not self._hand_over_failure(error):
+            logger.error("the ASGI app raised after its response was handed over", exc_info=error)
 
     async def abort_then_cancel(self, grace: float, say_why: bool) -> None:
         """The client is gone: tell the app (its sends raise, its receive()
@@ -913,9 +858,12 @@ class _ResponseState(enum.Enum):
     CUT = "CUT"  # ended by us (body too large): the app is let go; close() waits for it
 
 
-class _Responder:
-    """One request's WSGI side, in the WSGI server's thread: takes the app's task's
-    events, serves its body reads, and hands the response to the WSGI server."""
+class _TaskEvents:
+    """One request's WSGI side, in the WSGI server's thread: its state; the app's task's
+    events, taken one at a time (its body reads served meanwhile); and the task's end:
+    its events refused, the app cut off or given up on, the task waited for.
+    :class:`_Responder` makes the WSGI response of those events. A base class rather
+    than a field: one object per request, no second construction on the hot path."""
 
     __slots__ = (
         "answer_by",
@@ -991,6 +939,99 @@ class _Responder:
                 continue
             return event
 
+    def finish(self) -> None:
+        """The WSGI server is done with this request: the task's events are refused
+        (its body reads get a disconnect, an error it reports from now on is only
+        logged), and those queued go, those taken but not served too: from now on,
+        only drain() reads the body."""
+        if self.state is not _ResponseState.CUT:
+            self.state = _ResponseState.DONE
+        for event in self.events.refuse():
+            if isinstance(event, _ReadRequest):
+                event.answer(b"", False, True)
+        backlog = self.backlog
+        if backlog:
+            for event in backlog:
+                if isinstance(event, _ReadRequest):
+                    event.answer(b"", False, True)
+            backlog.clear()
+
+    def cut(self) -> None:
+        """End the request before the app has: its events are refused, it is told the
+        client left and cancelled after the grace period; ``close()`` waits for that."""
+        self.finish()
+        self.state = _ResponseState.CUT
+        self.abort(wait=False)
+
+    def give_up(self) -> None:
+        """The client left during the request body, the app was told, and it has not
+        finished its response within the grace period: a WSGI server cannot see the
+        client go while it waits on the app, so free its thread now (the caller then
+        fails the request). The app's task is cancelled, and waited for."""
+        logger.warning(
+            "the client left during the request body and the ASGI app did not finish its "
+            "response within disconnect_grace (%s s): cancelling its task",
+            self.grace,
+        )
+        self.finish()
+        self.abort(wait=True, grace=0.0, say_why=False)
+
+    def _let_go(self) -> None:
+        """The request failed while the app's task may still run (it swallowed the
+        error of a broken send()): tell it the client is gone, and cancel it after the
+        grace period, as when the server closes a response early."""
+        if not self.events.closed:
+            self.abort(wait=False)
+
+    def abort(self, *, wait: bool, grace: float | None = None, say_why: bool = True) -> None:
+        """The client is gone: tell the app, give it a grace period (``grace``, or
+        disconnect_grace), then cancel it (``say_why``: with a log line saying why).
+
+        With ``wait``, block until the app's task has ended (the server is closing the
+        response, and nothing of the request should outlive that).
+        """
+        if grace is None:
+            grace = self.grace
+        try:
+            if self.loop.asyncio_loop is not None:
+                asyncio.run_coroutine_threadsafe(
+                    self.task.abort_then_cancel(grace, say_why), self.loop.asyncio_loop
+                )
+            else:
+                self.portal.start_task_soon(self.task.abort_then_cancel, grace, say_why)
+        except RuntimeError:  # the loop has ended (asyncio's, or the portal's error)
+            return
+        if wait and not self._wait_for_end(grace + _CANCEL_WAIT):
+            logger.warning("the ASGI app's task did not end after it was cancelled")
+
+    def _wait_for_end(self, timeout: float) -> bool:
+        """Wait for the task's end (the hand-off's close), dropping what it still
+        sends and refusing its body reads; False if it did not come in time."""
+        self.backlog.clear()
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return self.events.closed
+            try:
+                events = self.events.get_in_thread(self._loop_gone, remaining)
+            except Closed:
+                return True
+            for event in events:
+                if isinstance(event, _ReadRequest):
+                    event.answer(b"", False, True)
+
+    def _loop_gone(self) -> bool:
+        return not self.loop.running
+
+
+class _Responder(_TaskEvents):
+    """Hands one request's response to the WSGI server: waits for its status and first
+    body bytes, then starts it (a whole body, a stream, a pathsend file, or 413), and,
+    from the response's ``close()``, lets the app finish (:meth:`await_return`)."""
+
+    __slots__ = ()
+
     def respond(self, start_response: StartResponse) -> Iterable[bytes]:
         """Wait for the status, headers and first body bytes; then start the response."""
         status: str | None = None
@@ -1016,7 +1057,13 @@ class _Responder:
             elif isinstance(event, Start):
                 status, headers = event
             elif isinstance(event, PathBody):
-                served = self._open(event)
+                # The server closes the file once it has sent it: the response's end.
+                on_close = self.await_return if self.teardown_wait or self.body.stream is not None else None
+                try:
+                    served = open_path_body(event, self.file_wrapper, on_close)
+                except ResponseError:
+                    self.finish()
+                    raise
                 break
             elif isinstance(event, _Failed):
                 self._let_go()
@@ -1069,77 +1116,6 @@ class _Responder:
         start_response(_TOO_LARGE_STATUS, list(_TOO_LARGE_HEADERS))
         return _CompleteResponse([_TOO_LARGE_BODY], self)
 
-    def give_up(self) -> None:
-        """The client left during the request body, the app was told, and it has not
-        finished its response within the grace period: a WSGI server cannot see the
-        client go while it waits on the app, so free its thread now (the caller then
-        fails the request). The app's task is cancelled, and waited for."""
-        logger.warning(
-            "the client left during the request body and the ASGI app did not finish its "
-            "response within disconnect_grace (%s s): cancelling its task",
-            self.grace,
-        )
-        self.finish()
-        self.abort(wait=True, grace=0.0, say_why=False)
-
-    def cut(self) -> None:
-        """End the request before the app has: its events are refused, it is told the
-        client left and cancelled after the grace period; ``close()`` waits for that."""
-        self.finish()
-        self.state = _ResponseState.CUT
-        self.abort(wait=False)
-
-    def _open(self, event: PathBody) -> Iterable[bytes]:
-        """The file of an http.response.pathsend, for the server's ``wsgi.file_wrapper``
-        (gunicorn then sends it with sendfile), else iterated in blocks. A file that
-        cannot be sent fails the request before the response starts (500)."""
-        path = event.path
-        try:
-            info = os.stat(path)
-            if not stat.S_ISREG(info.st_mode):  # (a FIFO would block the open)
-                raise OSError(0, "not a regular file")
-            file = _SentFile(path, self if self.teardown_wait or self.body.stream is not None else None)
-        except OSError as exc:
-            self.finish()
-            raise ResponseError(
-                f"http.response.pathsend: cannot send {path!r}: {exc.strerror or exc}", rule="asgi-pathsend"
-            ) from None
-        size = os.fstat(file.fileno()).st_size
-        if event.declared is not None and event.declared != size:
-            file.close()
-            self.finish()
-            raise ResponseError(
-                f"the ASGI app declared Content-Length: {event.declared} and sent {path!r}, "
-                f"a file of {size} bytes",
-                rule="content-length",
-            )
-        wrapper = self.file_wrapper
-        return wrapper(file, _FILE_BLOCK) if wrapper is not None else FileWrapper(file, _FILE_BLOCK)
-
-    def finish(self) -> None:
-        """The WSGI server is done with this request: the task's events are refused
-        (its body reads get a disconnect, an error it reports from now on is only
-        logged), and those queued go, those taken but not served too: from now on,
-        only drain() reads the body."""
-        if self.state is not _ResponseState.CUT:
-            self.state = _ResponseState.DONE
-        for event in self.events.refuse():
-            if isinstance(event, _ReadRequest):
-                event.answer(b"", False, True)
-        backlog = self.backlog
-        if backlog:
-            for event in backlog:
-                if isinstance(event, _ReadRequest):
-                    event.answer(b"", False, True)
-            backlog.clear()
-
-    def _let_go(self) -> None:
-        """The request failed while the app's task may still run (it swallowed the
-        error of a broken send()): tell it the client is gone, and cancel it after the
-        grace period, as when the server closes a response early."""
-        if not self.events.closed:
-            self.abort(wait=False)
-
     def await_return(self, wait: bool = True) -> None:
         """From the response's close(): the client has the whole response; read and
         discard what the app left of the request body (after finish(): the task can no
@@ -1159,47 +1135,6 @@ class _Responder:
                 "the ASGI app still runs %s s after its response ended; the server goes on",
                 self.teardown_wait,
             )
-
-    def abort(self, *, wait: bool, grace: float | None = None, say_why: bool = True) -> None:
-        """The client is gone: tell the app, give it a grace period (``grace``, or
-        disconnect_grace), then cancel it (``say_why``: with a log line saying why).
-
-        With ``wait``, block until the app's task has ended (the server is closing the
-        response, and nothing of the request should outlive that).
-        """
-        if grace is None:
-            grace = self.grace
-        try:
-            if self.loop.asyncio_loop is not None:
-                asyncio.run_coroutine_threadsafe(
-                    self.task.abort_then_cancel(grace, say_why), self.loop.asyncio_loop
-                )
-            else:
-                self.portal.start_task_soon(self.task.abort_then_cancel, grace, say_why)
-        except RuntimeError:  # the loop has ended (asyncio's, or the portal's error)
-            return
-        if wait and not self._wait_for_end(grace + _CANCEL_WAIT):
-            logger.warning("the ASGI app's task did not end after it was cancelled")
-
-    def _wait_for_end(self, timeout: float) -> bool:
-        """Wait for the task's end (the hand-off's close), dropping what it still
-        sends and refusing its body reads; False if it did not come in time."""
-        self.backlog.clear()
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return self.events.closed
-            try:
-                events = self.events.get_in_thread(self._loop_gone, remaining)
-            except Closed:
-                return True
-            for event in events:
-                if isinstance(event, _ReadRequest):
-                    event.answer(b"", False, True)
-
-    def _loop_gone(self) -> bool:
-        return not self.loop.running
 
 
 class _ResponseIterator:
@@ -1267,25 +1202,6 @@ class _ResponseIterator:
         else:
             responder.finish()
             responder.await_return()
-
-
-class _SentFile(io.FileIO):
-    """The file of an http.response.pathsend, opened in the WSGI thread for the server's
-    ``wsgi.file_wrapper``; its ``close()`` (the server's, through the wrapper) reads and
-    discards what the app left of the request body and gives the app its
-    ``teardown_wait``, as a complete response's does (``responder`` None: nothing to do)."""
-
-    def __init__(self, path: str, responder: _Responder | None) -> None:
-        super().__init__(path, "rb")
-        self.responder = responder
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            responder, self.responder = self.responder, None
-            if responder is not None:
-                responder.await_return()
 
 
 class _CompleteResponse(list[bytes]):

@@ -20,7 +20,18 @@ PURE_MODULES = [
     "asgi_response.py",
 ]
 FORBIDDEN = {"anyio", "asyncio", "trio", "threading", "queue", "concurrent", "socket", "sniffio"}
-GLUE_MODULES = {"wsgi_to_asgi", "asgi_to_wsgi", "loop_thread", "lifespan", "handoff", "workers", "spool"}
+# body_drain and pathsend own no thread, but block on I/O: no pure module may use them.
+GLUE_MODULES = {
+    "wsgi_to_asgi",
+    "asgi_to_wsgi",
+    "loop_thread",
+    "lifespan",
+    "handoff",
+    "workers",
+    "spool",
+    "body_drain",
+    "pathsend",
+}
 
 
 @pytest.mark.parametrize("name", PURE_MODULES)
