@@ -8,14 +8,17 @@ no-adapter baseline, in one run.
     python -m benchmarks --png docs/benchmarks.png     # also write the chart there
 
 In-process tier (no sockets): a synthetic ASGI server drives the WSGI-to-ASGI adapters
-on one event loop, and a synthetic WSGI server (threads) drives the ASGI-to-WSGI ones.
-Server tier: a hello app through each adapter on real servers on 127.0.0.1, loaded by
-wrk (or a Python client). In both, every subject runs in every round, in an order that
-rotates each round; figures are medians over rounds, and ratios are computed within a
-round, then their median taken. Every response is checked (status, exact length), so
-a broken path cannot look fast. A hop counter (benchmarks/hops.py) reports the
-cross-thread wake-ups each request costs. Only ratios from one run mean anything:
-absolute figures vary two-fold between runs on shared machines.
+on one event loop (and bridge, with the baseline, on trio too), and a synthetic WSGI
+server (threads) drives the ASGI-to-WSGI ones. Server tier: a hello app through each
+adapter on real servers on 127.0.0.1 (uvicorn h11 and httptools, hypercorn asyncio and
+trio; gunicorn gthread, waitress), each beside its ceiling, the same server serving a
+native hello of its own protocol, loaded by wrk (or a Python client), then timed one
+request at a time on one connection (p50). In both, every subject runs in every round,
+in an order that rotates each round; figures are medians over rounds, and ratios are
+computed within a round, then their median taken. Every response is checked (status,
+exact length), so a broken path cannot look fast. A hop counter (benchmarks/hops.py)
+reports the cross-thread wake-ups each request costs. Only ratios from one run mean
+anything: absolute figures vary two-fold between runs on shared machines.
 
 Output: Markdown on stdout (progress on stderr); benchmarks/results/<mode>.md, .json
 (every measurement) and .png (<mode>-partial.* for a run limited by --only or --tier);
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import faulthandler
+import json
 import os
 import platform
 import shutil
@@ -50,6 +54,8 @@ _PACKAGES = (
     "anyio",
     "uvicorn",
     "httptools",
+    "hypercorn",
+    "trio",
     "uvloop",
     "gunicorn",
     "waitress",
@@ -75,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         "--rounds", type=int, help="rounds for every scenario (default: per scenario and mode)"
     )
     parser.add_argument(
-        "--duration", type=float, help="server tier: seconds of load per measurement (1 quick, 3 full)"
+        "--duration", type=float, help="server tier: seconds of load per measurement (0.4 quick, 2 full)"
     )
     parser.add_argument(
         "--client", choices=("auto", "wrk", "python"), default="auto", help="server tier load client"
@@ -87,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
         "--hop-sites", action="store_true", help="also show where each counted wake-up comes from"
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the JSON record here")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        metavar="PATH",
+        help="an earlier run's JSON record, for the p50 latency targets of issue 14 (default: "
+        "the record this command last wrote, benchmarks/results/<mode>[-partial].json)",
+    )
     parser.add_argument(
         "--png", type=Path, metavar="PATH", help="also write the chart here (e.g. docs/benchmarks.png)"
     )
@@ -120,6 +133,15 @@ def _wrk_version() -> str | None:
         return None
     out = subprocess.run([wrk, "--version"], capture_output=True, text=True, check=False)
     return (out.stdout or out.stderr).splitlines()[0] if (out.stdout or out.stderr) else "unknown"
+
+
+def _earlier(path: Path) -> dict[str, Any] | None:
+    """An earlier run's record, or None (none there, or unreadable)."""
+    try:
+        record: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,9 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     command = " ".join(["python -m benchmarks", *(sys.argv[1:] if argv is None else argv)])
     header = f"## bridge benchmarks ({subtitle})\n\n`{command}` · took {seconds['total']:.0f} s"
+    # A partial run (--only, --tier) does not overwrite the record of a whole one.
+    stem = mode if not args.only and args.tier == "all" else f"{mode}-partial"
     text = report.markdown(results, header)
     checks = report.targets(results)
     text += "\n" + report.targets_table(checks) if checks else ""
+    earlier = _earlier(args.compare or RESULTS / f"{stem}.json")
+    ceiling = report.ceiling_targets(results, earlier, judge_p50=not args.quick)
+    text += "\n" + report.targets_table(ceiling, "Targets of issue 14") if ceiling else ""
     check_lines = report.hop_check(results)
     if check_lines:
         text += "\n" + "\n".join(check_lines) + "\n"
@@ -213,11 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         "hop_check": check_lines,
         "failures": failed,
         "targets": checks,
+        "targets_issue_14": ceiling,
         "scenarios": [r.as_dict() for r in results],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    # A partial run (--only, --tier) does not overwrite the record of a whole one.
-    stem = mode if not args.only and args.tier == "all" else f"{mode}-partial"
     written = [RESULTS / f"{stem}.md"]
     written[0].write_text(text)
     json_paths = [RESULTS / f"{stem}.json"] + ([args.json] if args.json else [])

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 __all__ = [
+    "ON_TRIO",
     "Config",
     "ScenarioResult",
     "SubjectResult",
@@ -18,12 +19,16 @@ __all__ = [
     "log",
     "matches",
     "median_or_none",
+    "paired_ratios",
+    "versus",
 ]
 
 MiB = 1024 * 1024
 
-# Display order of the subjects, everywhere.
-SUBJECT_ORDER = ("bridge", "a2wsgi", "asgiref", "baseline")
+# Display order of the subjects, everywhere. "... on trio": the same subject driven on a
+# trio run instead of an asyncio loop (the in-process WSGI-to-ASGI tier).
+ON_TRIO = " on trio"
+SUBJECT_ORDER = ("bridge", "bridge" + ON_TRIO, "a2wsgi", "asgiref", "baseline", "baseline" + ON_TRIO)
 
 
 @dataclass
@@ -93,6 +98,25 @@ def median_or_none(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def paired_ratios(values: Sequence[float], reference: Sequence[float]) -> list[float]:
+    """Round by round, ``values[i] / reference[i]``: the two were measured in the same
+    round, so drift in the machine's speed cancels out (a zero reference is skipped)."""
+    return [value / ref for value, ref in zip(values, reference) if ref]
+
+
+def versus(results: dict[str, SubjectResult], name: str, other: str) -> None:
+    """Record ``name``'s per-round ratios to ``other`` and their median, in
+    ``extra["vs_<other>"]`` and ``extra["vs_<other>_median"]`` (nothing when either
+    subject is missing or failed): a second comparison beside ``ratio``, which is to
+    the scenario's reference."""
+    ours, theirs = results.get(name), results.get(other)
+    if ours is None or theirs is None or not ours.values or not theirs.values:
+        return
+    ratios = paired_ratios(ours.values, theirs.values)
+    ours.extra[f"vs_{other}"] = ratios
+    ours.extra[f"vs_{other}_median"] = median_or_none(ratios)
+
+
 def interleave(
     names: Sequence[str],
     measure: Callable[[str], float],
@@ -102,6 +126,7 @@ def interleave(
     better: str,
     warmup: Callable[[str], object] | None = None,
     slices: int = 1,
+    after_round: Callable[[int], object] | None = None,
 ) -> tuple[dict[str, SubjectResult], list[float]]:
     """Measure every subject once per round, in an order that rotates each round, so
     drift in the machine's speed hits every subject alike. Returns the results and the
@@ -113,7 +138,8 @@ def interleave(
     from elsewhere on the machine hits them all, and the per-round ratios stay honest.
 
     A subject that raises (a bad response, an error) is reported as failed, with no
-    figures, and left out of the remaining rounds; the others carry on."""
+    figures, and left out of the remaining rounds; the others carry on. ``after_round(r)``
+    is called after each round (progress, for long rounds)."""
     names = list(names)
     failed: dict[str, str] = {}
 
@@ -143,6 +169,8 @@ def interleave(
         for name in names:
             if name not in failed:
                 values[name].append(sums[name] / slices)
+        if after_round is not None:
+            after_round(r)
     results: dict[str, SubjectResult] = {}
     for name in names:
         if name in failed:
@@ -150,13 +178,13 @@ def interleave(
             continue
         result = SubjectResult(values=values[name], median=statistics.median(values[name]))
         if reference is not None and reference not in failed and reference in values:
-            result.ratios = [v / ref for v, ref in zip(values[name], values[reference])]
-            result.ratio = statistics.median(result.ratios)
+            result.ratios = paired_ratios(values[name], values[reference])
+            result.ratio = median_or_none(result.ratios)
         results[name] = result
     speedups: list[float] = []
     if "bridge" in values and "a2wsgi" in values and not {"bridge", "a2wsgi"} & set(failed):
-        for ours, theirs in zip(values["bridge"], values["a2wsgi"]):
-            speedups.append(theirs / ours if better == "lower" else ours / theirs)
+        ours, theirs = values["bridge"], values["a2wsgi"]
+        speedups = paired_ratios(theirs, ours) if better == "lower" else paired_ratios(ours, theirs)
     return results, speedups
 
 
@@ -256,6 +284,9 @@ def run_inprocess(
                 warmup=warm,
                 slices=slices,
             )
+            for name in names:  # each trio subject against the same subject on asyncio
+                if name.endswith(ON_TRIO):
+                    versus(results, name, name.removesuffix(ON_TRIO))
             unit = "ms/batch" if concurrent else "µs/req"
             per_round = (
                 f"{n} requests at once"

@@ -1,9 +1,11 @@
 """The hello apps the server tier serves, importable as ``benchmarks.server_apps:NAME``.
 
-``wsgi_hello`` and ``asgi_hello`` are the native apps; ``w2a_bridge``, ``w2a_a2wsgi``,
-``w2a_baseline`` (ASGI apps, for uvicorn) and ``a2w_bridge``, ``a2w_a2wsgi``,
-``a2w_baseline`` (WSGI apps, for gunicorn and waitress) wrap them. The baselines are the
-in-process tier's no-adapter floors: one ``run_in_executor`` hop, one
+``wsgi_hello`` and ``asgi_hello`` are the native apps (each server's ceiling: the hello
+of its own protocol); ``w2a_bridge``, ``w2a_a2wsgi``, ``w2a_baseline`` (ASGI apps, for
+uvicorn and hypercorn; ``w2a_baseline_trio`` for hypercorn's trio worker) and
+``a2w_bridge``, ``a2w_a2wsgi``, ``a2w_baseline`` (WSGI apps, for gunicorn and waitress)
+wrap them. The baselines are the in-process tier's no-adapter floors: one
+``run_in_executor`` hop (``trio.to_thread.run_sync`` on trio), one
 ``run_coroutine_threadsafe`` round trip. The wrapped ones are built on first access, in the server process
 that imports them (after gunicorn's fork: no loop thread is started in the master).
 """
@@ -75,6 +77,10 @@ def _build(name: str) -> Any:
         from .scenarios_w2a import Baseline as W2ABaseline
 
         return _with_lifespan(W2ABaseline(wsgi_hello))
+    if name == "w2a_baseline_trio":
+        from .scenarios_w2a import TrioBaseline as W2ATrioBaseline
+
+        return _with_lifespan(W2ATrioBaseline(wsgi_hello))
     if name == "a2w_baseline":
         from .scenarios_a2w import Baseline as A2WBaseline
 
@@ -95,3 +101,11 @@ def __getattr__(name: str) -> Any:
     if name not in _built:
         _built[name] = _build(name)
     return _built[name]
+
+
+def app(name: str) -> Any:
+    """The app called ``name``: for hypercorn, which finds its app with ``eval`` in this
+    module's namespace, where a module ``__getattr__`` is not consulted (its target is
+    ``asgi:benchmarks.server_apps:app('w2a_bridge')``)."""
+    found = globals().get(name)
+    return found if found is not None else __getattr__(name)

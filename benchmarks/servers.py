@@ -1,21 +1,32 @@
 """Server tier: the hello app through each adapter on real servers, on 127.0.0.1.
 
 * WSGI app (``server_apps.wsgi_hello``) through bridge and a2wsgi on uvicorn with h11 and
-  with httptools (both on the asyncio loop, one process); native reference: the WSGI
-  app on gunicorn gthread.
+  with httptools (both on the asyncio loop) and on hypercorn with its asyncio and its
+  trio worker (a2wsgi runs on asyncio only: not on trio).
 * ASGI app (``server_apps.asgi_hello``) through bridge and a2wsgi on gunicorn gthread and
-  on waitress; native reference: the ASGI app on uvicorn (httptools, asyncio).
-* On every server, also the no-adapter baseline of the in-process tier (one executor hop;
-  one ``run_coroutine_threadsafe`` round trip): the floor of an adapter that hops once.
+  on waitress.
+* On every server, the ceiling: the same server serving a native hello of its own
+  protocol (``asgi_hello`` on uvicorn and hypercorn, ``wsgi_hello`` on gunicorn and
+  waitress), measured in the same rounds. An adapter's req/s as a share of it is what
+  the adapter leaves of what that server can do.
+* On every server, also the no-adapter baseline of the in-process tier (one executor hop,
+  ``trio.to_thread`` on trio; one ``run_coroutine_threadsafe`` round trip): the floor of
+  an adapter that hops once.
 
-gunicorn runs one worker with 8 threads and waitress 8 threads, so every server is one
-process: the figures compare adapters, not process counts. All servers start at once,
-each in its own process group on a free port, and are polled for readiness (status and
-body) with a deadline; they are killed at the end whatever happens. Then every server
-is loaded in turn, in an order that rotates each round, with ``wrk`` (a Lua script
-checks every response's status and exact body) or, without wrk, ``benchmarks.loadgen``
-in a subprocess. A run with a bad response or a socket error is flagged, and its
-req/s counts good responses only.
+Each measurement is the load (32 connections, back to back) and then, on the same
+server, a short run on one connection, one request at a time, for the p50 latency of
+a request that waits for no other (with the Python client, in the same call).
+
+gunicorn runs one worker with 8 threads, waitress 8 threads, hypercorn no worker
+process (``--workers 0``), so every server is one process: the figures compare adapters,
+not process counts. All servers start at once, each in its own process group on a port
+no other of this run's servers got (a server that exits before it is ready, its port
+taken meanwhile, is started once more on another), and are polled for readiness (status
+and body) with a deadline; they are killed at the end whatever happens. Then the servers
+are loaded in turn with ``harness.interleave``, in an order that rotates each round, with
+``wrk`` (a Lua script checks every response's status and exact body) or, without wrk,
+``benchmarks.loadgen`` in a subprocess (which checks every response too). A run with a
+bad response or a socket error is flagged, and its req/s counts good responses only.
 """
 
 from __future__ import annotations
@@ -25,10 +36,10 @@ import http.client
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,7 +48,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .harness import Config, ScenarioResult, SubjectResult, log, matches
+from .harness import (
+    Config,
+    ScenarioResult,
+    SubjectResult,
+    interleave,
+    log,
+    matches,
+    median_or_none,
+    paired_ratios,
+    versus,
+)
 
 __all__ = ["ROWS", "run"]
 
@@ -89,6 +110,27 @@ def _gunicorn(target: str, port: int) -> list[str]:
     ]
 
 
+def _hypercorn(worker: str) -> Callable[[str, int], list[str]]:
+    def argv(target: str, port: int) -> list[str]:
+        module, name = target.split(":")
+        return [
+            sys.executable,
+            "-m",
+            "hypercorn",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--worker-class",
+            worker,
+            "--workers",
+            "0",  # serve in this process: one process, as for the other servers
+            "--log-level",
+            "warning",
+            f"asgi:{module}:app({name!r})",  # see server_apps.app
+        ]
+
+    return argv
+
+
 def _waitress(target: str, port: int) -> list[str]:
     return [
         sys.executable,
@@ -114,29 +156,35 @@ class Row:
     id: str
     direction: str
     title: str
-    subjects: dict[str, Server]  # bridge, a2wsgi, native
+    subjects: dict[str, Server]  # bridge, a2wsgi (not on trio), baseline, native
+    notes: tuple[str, ...] = ()
 
 
 _APPS = "benchmarks.server_apps:"
-W2A_NATIVE = Server("native@gunicorn-gthread", "gunicorn gthread", _APPS + "wsgi_hello", _gunicorn)
-A2W_NATIVE = Server(
-    "native@uvicorn-httptools", "uvicorn httptools", _APPS + "asgi_hello", _uvicorn("httptools")
-)
 
 
-def _row(kind: str, server_id: str, label: str, argv: Callable[[str, int], list[str]]) -> Row:
-    """One server's row: bridge, a2wsgi and the baseline on it; ``kind`` is "w2a" or "a2w"."""
-    direction, native = ("WSGI to ASGI", W2A_NATIVE) if kind == "w2a" else ("ASGI to WSGI", A2W_NATIVE)
-    subjects = {
-        subject: Server(f"{subject}@{server_id}", label, f"{_APPS}{kind}_{subject}", argv)
-        for subject in ("bridge", "a2wsgi", "baseline")
-    }
-    return Row(f"server.{kind}.{server_id}", direction, f"hello on {label}", {**subjects, "native": native})
+def _row(
+    kind: str, server_id: str, label: str, argv: Callable[[str, int], list[str]], trio: bool = False
+) -> Row:
+    """One server's row: bridge, a2wsgi and the baseline on it, and its ceiling (the
+    native hello of the server's own protocol); ``kind`` is "w2a" or "a2w"."""
+    direction, native = ("WSGI to ASGI", "asgi_hello") if kind == "w2a" else ("ASGI to WSGI", "wsgi_hello")
+    apps = {"bridge": f"{kind}_bridge", "a2wsgi": f"{kind}_a2wsgi", "baseline": f"{kind}_baseline"}
+    notes = [f"ceiling: {native} on {label}"]
+    if trio:
+        del apps["a2wsgi"]  # its WSGIMiddleware calls asyncio's loop: it cannot run on trio
+        apps["baseline"] += "_trio"
+        notes.append("a2wsgi runs on asyncio only")
+    apps["native"] = native
+    subjects = {name: Server(f"{name}@{server_id}", label, _APPS + app, argv) for name, app in apps.items()}
+    return Row(f"server.{kind}.{server_id}", direction, f"hello on {label}", subjects, tuple(notes))
 
 
 ROWS = [
     _row("w2a", "uvicorn-h11", "uvicorn h11", _uvicorn("h11")),
     _row("w2a", "uvicorn-httptools", "uvicorn httptools", _uvicorn("httptools")),
+    _row("w2a", "hypercorn-asyncio", "hypercorn (asyncio)", _hypercorn("asyncio")),
+    _row("w2a", "hypercorn-trio", "hypercorn (trio)", _hypercorn("trio"), trio=True),
     _row("a2w", "gunicorn-gthread", "gunicorn gthread", _gunicorn),
     _row("a2w", "waitress", "waitress", _waitress),
 ]
@@ -145,18 +193,28 @@ ROWS = [
 # -- processes -----------------------------------------------------------------------------
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port free now and not handed out before in this run: the kernel may give a
+    port just closed to the next ``bind(0)``, and then two servers started at once would
+    race for it, the loser's readiness poll answered by the winner."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 class Process:
-    def __init__(self, server: Server, logdir: Path) -> None:
+    def __init__(self, server: Server, logdir: Path, attempt: int = 1) -> None:
         self.server = server
         self.port = free_port()
-        self.log_path = logdir / f"{server.key.replace('@', '-')}.log"
+        suffix = f"-{attempt}" if attempt > 1 else ""
+        self.log_path = logdir / f"{server.key.replace('@', '-')}{suffix}.log"
         self.log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
@@ -236,9 +294,16 @@ function done(summary, latency, requests)
   local tok, tbad = 0, 0
   for _, t in ipairs(threads) do tok = tok + t:get("ok"); tbad = tbad + t:get("bad") end
   io.write(string.format("BENCH_CHECK ok=%d bad=%d\\n", tok, tbad))
-  io.write(string.format("BENCH_LATENCY mean_us=%f p99_us=%f\\n", latency.mean, latency:percentile(99)))
+  io.write(string.format("BENCH_LATENCY mean_us=%f p50_us=%f p99_us=%f\\n",
+    latency.mean, latency:percentile(50), latency:percentile(99)))
 end
 """
+
+
+def flawed(sample: dict[str, Any]) -> bool:
+    """A run (or its one-connection part) with a bad response or a socket error."""
+    latency = sample.get("latency") or {}
+    return bool(sample["bad"] or sample["errors"] or latency.get("bad") or latency.get("errors"))
 
 
 class Loader:
@@ -251,23 +316,33 @@ class Loader:
         self.wrk_threads = wrk_threads
         self.script = workdir / "check.lua"
         self.script.write_text(_LUA)
+        self.client: subprocess.Popen[str] | None = None  # benchmarks.loadgen --serve
+
+    def seconds(self, wanted: float) -> float:
+        """``wanted`` seconds of load as this client can run it: wrk takes whole seconds."""
+        return float(max(1, round(wanted))) if self.kind == "wrk" else wanted
 
     def describe(self) -> str:
         if self.kind == "wrk":
             return f"wrk -t{self.wrk_threads} -c{CONNECTIONS} (every response checked by a Lua script)"
         return f"benchmarks.loadgen, {CONNECTIONS} connections (every response checked)"
 
-    def load(self, port: int, duration: float) -> dict[str, Any]:
-        if self.kind == "wrk":
-            return self._wrk(port, duration)
-        return self._python(port, duration)
+    def load(self, port: int, duration: float, latency: float = 0.0) -> dict[str, Any]:
+        """``duration`` seconds on ``CONNECTIONS`` connections, then (``latency`` > 0) that
+        many on one; the second run's figures under "latency"."""
+        if self.kind == "python":
+            return self._python(port, duration, latency)
+        sample = self._wrk(port, duration, self.wrk_threads, CONNECTIONS)
+        if latency > 0:
+            sample["latency"] = self._wrk(port, latency, 1, 1)
+        return sample
 
-    def _wrk(self, port: int, duration: float) -> dict[str, Any]:
+    def _wrk(self, port: int, duration: float, threads: int, connections: int) -> dict[str, Any]:
         assert self.wrk is not None
         argv = [
             self.wrk,
-            f"-t{self.wrk_threads}",
-            f"-c{CONNECTIONS}",
+            f"-t{threads}",
+            f"-c{connections}",
             f"-d{duration:g}s",
             "--timeout",
             "5s",
@@ -284,7 +359,7 @@ class Loader:
             raise RuntimeError(f"cannot read wrk's output:\n{out}")
         seconds = float(found.group(2)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[found.group(3)]
         errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-        latency = re.search(r"BENCH_LATENCY mean_us=([\d.]+) p99_us=([\d.]+)", out)
+        latency = re.search(r"BENCH_LATENCY mean_us=([\d.]+) p50_us=([\d.]+) p99_us=([\d.]+)", out)
         ok, bad = int(check.group(1)), int(check.group(2))
         return {
             "requests": int(found.group(1)),
@@ -294,119 +369,176 @@ class Loader:
             "seconds": seconds,
             "rps": ok / seconds,
             "latency_mean_ms": float(latency.group(1)) / 1e3 if latency else None,
-            "latency_p99_ms": float(latency.group(2)) / 1e3 if latency else None,
+            "latency_p50_ms": float(latency.group(2)) / 1e3 if latency else None,
+            "latency_p99_ms": float(latency.group(3)) / 1e3 if latency else None,
         }
 
-    def _python(self, port: int, duration: float) -> dict[str, Any]:
-        argv = [
-            sys.executable,
-            "-m",
-            "benchmarks.loadgen",
-            "--port",
-            str(port),
-            "--connections",
-            str(CONNECTIONS),
-            "--duration",
-            str(duration),
-            "--expect-body",
-            HELLO.decode(),
-        ]
-        done = subprocess.run(
-            argv, capture_output=True, text=True, cwd=ROOT, timeout=duration + 60, check=True
+    def _python(self, port: int, duration: float, latency: float) -> dict[str, Any]:
+        # One client process for the whole tier, a load per line: a process per load
+        # cost 0.2 s to start, 15 s of a quick run's minute. A process of its own still:
+        # the client needs a core's worth of CPU, not this process's GIL.
+        if self.client is None or self.client.poll() is not None:
+            argv = [sys.executable, "-m", "benchmarks.loadgen", "--serve", "--connections", str(CONNECTIONS)]
+            argv += ["--expect-body", HELLO.decode()]
+            self.client = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+            )
+        assert self.client.stdin is not None and self.client.stdout is not None
+        self.client.stdin.write(
+            json.dumps({"port": port, "duration": duration, "latency_duration": latency}) + "\n"
         )
-        result: dict[str, Any] = json.loads(done.stdout)
+        self.client.stdin.flush()
+        answered, _, _ = select.select([self.client.stdout], [], [], duration + latency + 60)
+        line = self.client.stdout.readline() if answered else ""
+        if not line:
+            self.close()
+            raise RuntimeError(f"the load client gave no answer for port {port}")
+        result: dict[str, Any] = json.loads(line)
         return result
+
+    def close(self) -> None:
+        if self.client is not None:
+            with contextlib.suppress(OSError):
+                self.client.stdin.close()  # type: ignore[union-attr]
+            try:
+                self.client.wait(5)
+            except subprocess.TimeoutExpired:
+                self.client.kill()
+                self.client.wait()
+            self.client = None
 
 
 # -- the tier ------------------------------------------------------------------------------
+
+
+def _start(servers: dict[str, Server], workdir: Path) -> tuple[dict[str, Process], dict[str, str]]:
+    """Start every server at once and wait for each; one more try, on another port, for
+    one that exits before it is ready (another program on this machine may have taken
+    its port meanwhile). Returns the processes (to stop, whatever happens) and why the
+    ones that never got ready did not."""
+    processes = {key: Process(server, workdir) for key, server in servers.items()}
+    failed: dict[str, str] = {}
+    for key, server in servers.items():
+        for attempt in (1, 2):
+            try:
+                processes[key].wait_ready()
+                failed.pop(key, None)
+                break
+            except RuntimeError as exc:
+                failed[key] = str(exc)
+                log(f"  {key} failed to start (attempt {attempt}):\n{exc}")
+                if attempt == 2 or processes[key].proc.poll() is None:
+                    break  # alive but not answering right: another try would not help
+                processes[key].stop()
+                processes[key] = Process(server, workdir, attempt + 1)
+    return processes, failed
 
 
 def run(config: Config, wrk_threads: int = 1) -> list[ScenarioResult]:
     rows = [row for row in ROWS if matches(row.id, config.only)]
     if not rows:
         return []
-    duration = config.duration or (1.0 if config.quick else 3.0)
-    if shutil.which("wrk") and config.client != "python":
-        duration = float(max(1, round(duration)))  # wrk takes whole seconds
-    rounds = config.rounds_for(full=5, quick=2)
     servers: dict[str, Server] = {}
     for row in rows:
         for server in row.subjects.values():
             servers[server.key] = server
-    keys = list(servers)
     workdir = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
     loader = Loader(config.client, workdir, wrk_threads)
-    log(f"  {len(keys)} servers; load: {loader.describe()}, {duration:g} s each, {rounds} rounds")
+    # Two seconds of load (three before hypercorn and the ceilings tripled the servers)
+    # keep a full run near five minutes; quick is a smoke test of every row.
+    duration = loader.seconds(config.duration or (0.4 if config.quick else 2.0))
+    latency = loader.seconds(0.15 if config.quick else 0.4)
+    warm = loader.seconds(0.2 if config.quick else 1.0)
+    rounds = config.rounds_for(full=5, quick=2)
+    log(
+        f"  {len(servers)} servers; load: {loader.describe()}, {duration:g} s each, then "
+        f"{latency:g} s on one connection; {rounds} rounds"
+    )
+    samples: dict[str, list[dict[str, Any]]] = {key: [] for key in servers}
+    measured: dict[str, SubjectResult] = {}
     processes: dict[str, Process] = {}
-    failed: dict[str, str] = {}
-    samples: dict[str, list[dict[str, Any]]] = {key: [] for key in keys}
     try:
-        for key in keys:
-            processes[key] = Process(servers[key], workdir)
-        for key in keys:
-            try:
-                processes[key].wait_ready()
-            except RuntimeError as exc:
-                failed[key] = str(exc)
-                log(f"  {key} failed to start:\n{exc}")
-        live = [key for key in keys if key not in failed]
-        for key in live:  # warm up: threads, caches, connections
-            processes[key].wait_ready()
-            loader.load(processes[key].port, 1.0)
-        for r in range(rounds):
-            shift = r % len(live) if live else 0
-            for key in live[shift:] + live[:shift]:
-                sample = loader.load(processes[key].port, duration)
-                samples[key].append(sample)
-                if sample["bad"] or sample["errors"]:
-                    log(f"  {key}: {sample['bad']} bad responses, {sample['errors']} socket errors")
-            log(f"  round {r + 1}/{rounds} done")
-        for key in live:  # still alive and still answering right?
+        started = time.perf_counter()
+        processes, failed = _start(servers, workdir)
+        log(
+            f"  {len(servers) - len(failed)} of {len(servers)} ready in {time.perf_counter() - started:.1f} s"
+        )
+        live = [key for key in servers if key not in failed]
+        if not live:
+            raise RuntimeError("no server started")
+
+        def measure(key: str) -> float:
+            sample = loader.load(processes[key].port, duration, latency)
+            samples[key].append(sample)
+            if flawed(sample):
+                log(f"  {key}: bad responses or socket errors: {json.dumps(sample)[:300]}")
+            rps: float = sample["rps"]
+            return rps
+
+        measured, _ = interleave(
+            live,
+            measure,
+            rounds,
+            reference=None,  # each row's own ceiling: see _row_result
+            better="higher",
+            warmup=lambda key: loader.load(processes[key].port, warm),  # threads, caches
+            after_round=lambda r: log(f"  round {r + 1}/{rounds} done"),
+        )
+        for key in live:  # still alive at the end?
             if processes[key].proc.poll() is not None:
                 failed[key] = f"exited with {processes[key].proc.returncode}:\n{processes[key].log_text()}"
     finally:
+        loader.close()
         for process in processes.values():
             process.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    return [_row_result(row, samples, failed, rounds, duration, loader.describe()) for row in rows]
+    per_round = (
+        f"{duration:g} s of load, {loader.describe()}; then {latency:g} s on one connection, "
+        "one request at a time"
+    )
+    return [_row_result(row, measured, samples, failed, rounds, per_round) for row in rows]
 
 
 def _row_result(
     row: Row,
+    measured: dict[str, SubjectResult],
     samples: dict[str, list[dict[str, Any]]],
     failed: dict[str, str],
     rounds: int,
-    duration: float,
-    load: str,
+    per_round: str,
 ) -> ScenarioResult:
     subjects: dict[str, SubjectResult] = {}
-    native = samples.get(row.subjects["native"].key, [])
     for name, server in row.subjects.items():
+        result = measured.get(server.key) or SubjectResult(values=[], median=float("nan"))
         runs = samples.get(server.key, [])
-        values = [s["rps"] for s in runs]
-        result = SubjectResult(values=values, median=statistics.median(values) if values else float("nan"))
-        if native and values:
-            result.ratios = [v / s["rps"] for v, s in zip(values, native)]
-            result.ratio = statistics.median(result.ratios)
-        result.extra = {
-            "server": server.label,
-            "app": server.target,
-            "samples": runs,
-            "flawed_runs": sum(1 for s in runs if s["bad"] or s["errors"]),
-        }
+        result.extra.update(
+            server=server.label,
+            app=server.target,
+            samples=runs,
+            flawed_runs=sum(1 for s in runs if flawed(s)),
+        )
         if server.key in failed:
             result.extra["failed"] = failed[server.key]
+        found = [(s.get("latency") or {}).get("latency_p50_ms") for s in runs]
+        p50 = [float(v) for v in found if v is not None]
+        if result.values and len(p50) == len(runs):  # a figure in every round, to pair by round
+            result.extra["p50_ms"] = p50
+            result.extra["p50_ms_median"] = median_or_none(p50)
         subjects[name] = result
-    speedups: list[float] = []
-    ours, theirs = samples.get(row.subjects["bridge"].key, []), samples.get(row.subjects["a2wsgi"].key, [])
-    speedups = [a["rps"] / b["rps"] for a, b in zip(ours, theirs) if b["rps"]]
-    floor = samples.get(row.subjects["baseline"].key, [])
-    if ours and floor and "bridge" in subjects:
-        # bridge against the one-hop floor on the same server, per round
-        to_floor = [a["rps"] / b["rps"] for a, b in zip(ours, floor) if b["rps"]]
-        subjects["bridge"].extra["vs_baseline"] = to_floor
-        subjects["bridge"].extra["vs_baseline_median"] = statistics.median(to_floor) if to_floor else None
-    native_server = row.subjects["native"]
+    # Per round, then the median, as everywhere: the share of the ceiling (``ratio``),
+    # the p50 against the ceiling's, the speed-up over a2wsgi, bridge against the floor.
+    native = subjects["native"]
+    for result in subjects.values():
+        if result.values and native.values:
+            result.ratios = paired_ratios(result.values, native.values)
+            result.ratio = median_or_none(result.ratios)
+        if "p50_ms" in result.extra and "p50_ms" in native.extra:
+            to_native = paired_ratios(result.extra["p50_ms"], native.extra["p50_ms"])
+            result.extra["p50_vs_native"] = to_native
+            result.extra["p50_vs_native_median"] = median_or_none(to_native)
+    versus(subjects, "bridge", "baseline")
+    bridge, a2wsgi = subjects["bridge"], subjects.get("a2wsgi")
+    speedups = paired_ratios(bridge.values, a2wsgi.values) if a2wsgi is not None else []
     return ScenarioResult(
         id=row.id,
         tier="server",
@@ -416,9 +548,9 @@ def _row_result(
         better="higher",
         reference="native",
         rounds=rounds,
-        per_round=f"{duration:g} s of load, {load}",
+        per_round=per_round,
         subjects=subjects,
-        speedup=statistics.median(speedups) if speedups else None,
+        speedup=median_or_none(speedups),
         speedups=speedups,
-        notes=[f"native: {native_server.target.split(':')[1]} on {native_server.label}"],
+        notes=list(row.notes),
     )
