@@ -573,3 +573,22 @@ def test_the_startup_watch_sees_how_an_asgi_servers_startup_ended() -> None:
     raising.check(ServeOptions(lifespan="auto"))  # the server serves without lifespan
     with pytest.raises(StartupError, match="raised during lifespan startup: RuntimeError"):
         raising.check(ServeOptions(lifespan="on"))
+
+
+def test_a_werkzeug_request_that_leaves_twice_counts_once() -> None:
+    """Ctrl+C can interrupt werkzeug's ``Thread.start()`` after the connection's thread
+    began: the request then leaves from both sides, and the drain must still wait for
+    the other requests (it once counted them one short, and ended an open stream at
+    once under CPU load)."""
+    from bridge.cli.serve import _Active
+
+    active = _Active()
+    stream, interrupted = object(), object()
+    active.enter(stream)
+    active.enter(interrupted)
+    active.leave(interrupted)  # process_request, interrupted
+    active.leave(interrupted)  # ...and its thread, ending
+    assert active.count == 1
+    assert active.wait_idle(0.01) is False  # the stream still runs
+    active.leave(stream)
+    assert active.wait_idle(0.01) is True

@@ -462,18 +462,20 @@ def _run_werkzeug(app: Any, sock: socket.socket, options: ServeOptions) -> None:
         def process_request(self, request: Any, client_address: Any) -> None:
             if limit is not None:
                 limit.acquire()
-            active.enter()
+            active.enter(request)
             try:
                 super().process_request(request, client_address)
             except BaseException:
-                active.leave()
+                # (Ctrl+C may interrupt Thread.start() after the thread began: then both
+                # this and the thread leave, and the request must count once.)
+                active.leave(request)
                 raise
 
         def process_request_thread(self, request: Any, client_address: Any) -> None:
             try:
                 super().process_request_thread(request, client_address)
             finally:
-                active.leave()
+                active.leave(request)
                 if limit is not None:
                     limit.release()
 
@@ -545,24 +547,29 @@ def _run_waitress(app: Any, sock: socket.socket, options: ServeOptions) -> None:
 
 
 class _Active:
-    """How many requests a server is running, and a bounded wait until none is."""
+    """The requests a server is running, and a bounded wait until none is. A request
+    leaving twice leaves once."""
 
     def __init__(self) -> None:
-        self.count = 0
+        self._requests: set[int] = set()
         self._changed = threading.Condition()
 
-    def enter(self) -> None:
-        with self._changed:
-            self.count += 1
+    @property
+    def count(self) -> int:
+        return len(self._requests)
 
-    def leave(self) -> None:
+    def enter(self, request: object) -> None:
         with self._changed:
-            self.count -= 1
+            self._requests.add(id(request))
+
+    def leave(self, request: object) -> None:
+        with self._changed:
+            self._requests.discard(id(request))
             self._changed.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
         with self._changed:
-            return self._changed.wait_for(lambda: self.count <= 0, timeout)
+            return self._changed.wait_for(lambda: not self._requests, timeout)
 
 
 def _run_gunicorn(app: Any, sock: socket.socket, options: ServeOptions) -> None:
