@@ -145,7 +145,7 @@ class Baseline:
 
 
 class TrioBaseline(Baseline):
-    """The baseline on trio (``run_batch_trio``): the one hop is ``trio.to_thread``, in
+    """The baseline on trio (:class:`TrioLoop`): the one hop is ``trio.to_thread``, in
     threads of trio's own cache, as many at once as the pool above allows."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
@@ -423,21 +423,10 @@ async def _batch_trio(app: Any, scenario: Scenario, n: int, at_once: bool) -> fl
     return time.perf_counter() - start
 
 
-def run_batch_trio(app: Any, scenario: Scenario, n: int, at_once: bool | None = None) -> float:
-    """``run_batch`` on trio, in a ``trio.run`` of its own in this thread (the loop
-    thread, then, as for ``run_batch``)."""
-    import trio
-
-    if at_once is None:
-        at_once = scenario.kind == "concurrent"
-    seconds: float = trio.run(_batch_trio, app, scenario, n, at_once)
-    return seconds
-
-
 class TrioLoop:
     """One ``trio.run`` in a thread of its own for the whole tier, serving the batches
     of the trio subjects, as a server's one loop would (the asyncio subjects' loop lives
-    as long). A ``trio.run`` per batch (``run_batch_trio``) pays, besides the run's
+    as long). A ``trio.run`` per batch would pay, besides the run's
     start, a first request in each run about 240 µs slower than the next for bridge
     (70 µs for the baseline): 12 µs per request in a quick run's slices of 20 hellos.
 
@@ -464,8 +453,9 @@ class TrioLoop:
         if not ready.wait(10):
             raise RuntimeError("the benchmark's trio loop did not start")
 
-    def batch(self, app: Any, scenario: Scenario, n: int) -> float:
-        at_once = scenario.kind == "concurrent"
+    def batch(self, app: Any, scenario: Scenario, n: int, at_once: bool | None = None) -> float:
+        if at_once is None:
+            at_once = scenario.kind == "concurrent"
         done = threading.Lock()
         done.acquire()
         outcome: list[float | Exception] = []

@@ -2,15 +2,15 @@
 
 Two implementations of one small interface:
 
-* :class:`AnyioWorkers`, for trio (the adapter uses it on every loop that is not
-  asyncio's, and anyio runs only those two): an ``anyio.CapacityLimiter`` owned by
-  the adapter, ``anyio.to_thread``, ``anyio.from_thread``, and trio's own calls where
-  anyio has no public one (``run_until_ready``, ``spawn``).
-* :class:`AsyncioWorkers`, the measured fast path on asyncio: a pool of daemon threads
+* :class:`AsyncioWorkers`, on asyncio: a pool of daemon threads (:class:`DaemonPool`)
   and the loop's own thread-safe calls. anyio's general machinery (cancel scopes and
   a task per call back into the loop) costs about 20 us per trip, a third of a
-  request's whole overhead. Cancellation is then the adapter's own business: a
-  cancelled request marks its ``_Link``, and the worker stops at its next step.
+  request's whole overhead.
+* :class:`TrioWorkers`, on trio (anyio runs only those two): the same pool, trio's
+  ``TrioToken.run_sync_soon`` and the request's task parked by trio's low-level API.
+
+On both, cancellation is the adapter's own business: a cancelled request marks its
+``_Link``, and the worker stops at its next step.
 ``docs/internals.md`` shows how a request uses them.
 """
 
@@ -21,6 +21,7 @@ import concurrent.futures
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 import weakref
@@ -28,16 +29,14 @@ from typing import Any, Callable, Coroutine, NoReturn, TypeVar
 
 import anyio
 import anyio.lowlevel
-import anyio.to_thread
-from anyio import from_thread
 from asgiref.sync import SyncToAsync
 
 from .handoff import LoopRef
 
 __all__ = [
-    "AnyioWorkers",
     "AsyncioWorkers",
     "DaemonPool",
+    "TrioWorkers",
     "Workers",
     "WorkersPerLoop",
     "is_cancellation",
@@ -116,95 +115,108 @@ class Workers:
         await anyio.lowlevel.checkpoint()
 
 
-class AnyioWorkers(Workers):
+class TrioWorkers(Workers):
+    """trio's fast path, as :class:`AsyncioWorkers` is asyncio's: the adapter's
+    :class:`DaemonPool`, ``TrioToken.run_sync_soon`` for the way back, and the request's
+    task parked with ``wait_task_rescheduled``. anyio's ``to_thread`` (a system task, an
+    event, a limiter and trio's thread cache, which renames its threads per job) cost
+    about 100 us per round trip more, a hello's whole overhead twice over."""
+
     def __init__(self, max_threads: int) -> None:
         super().__init__()
-        self.limiter = anyio.CapacityLimiter(max_threads)
-
-    async def run(self, func: Callable[[], T]) -> T:
-        return await anyio.to_thread.run_sync(func, limiter=self.limiter)
-
-    def wait_loop(self, func: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
-        # An error comes back as a value, never raised through trio's from-thread
-        # machinery, whose frames would keep it (and the request) in a cycle.
-        failure: list[BaseException] = []
-
-        async def call() -> T | None:
-            try:
-                return await func(*args)
-            except BaseException as exc:
-                failure.append(exc)
-                return None
-
-        result = from_thread.run(call)
-        if failure:
-            _raise_popped(failure)
-        return result  # type: ignore[return-value]
-
-    def cancelled(self) -> bool:
-        try:
-            from_thread.check_cancelled()
-        except BaseException as exc:
-            if self.is_cancellation(exc):
-                return True
-            raise
-        return False
-
-    async def run_until_ready(self, func: Callable[[Ready[T]], T]) -> T:
-        # As AsyncioWorkers does, with trio's own calls: the worker thread runs under a
-        # system task, so the request's task can go on once ready() has a value, and
-        # the whole request, iteration and close() included, stays on one thread (Django
-        # closes the database connection of the thread that runs request_finished).
         import trio  # noqa: PLC0415 - optional: the only other backend anyio runs on
 
-        token = trio.lowlevel.current_trio_token()
-        settled = trio.Event()
-        results: list[T | None] = []
-        # The error goes by this side channel, never raised or returned through trio's
-        # thread machinery: its frames are reachable from the traceback (f_back), and
-        # one holding the error would make a reference cycle that keeps the whole
-        # request alive until a full collection.
-        failure: list[BaseException] = []
-        cancelled = False
-        handed = False
+        self._lowlevel = trio.lowlevel
+        self.token = trio.lowlevel.current_trio_token()
+        self.ended = False  # the run is over: idle threads leave at their next poll
+        trio.lowlevel.spawn_system_task(self._watch_run, name="bridge-trio-workers")
+        self.pool = DaemonPool(max_threads, ended=lambda: self.ended)
 
-        def settle(result: T | None) -> None:
-            if not settled.is_set():
-                results.append(result)
-                settled.set()
+    async def _watch_run(self) -> None:
+        import trio  # noqa: PLC0415
+
+        try:
+            await trio.sleep_forever()  # a system task: cancelled when the run ends
+        finally:
+            self.ended = True
+
+    def cancelled(self) -> bool:
+        # The request's own cancellation is the adapter's flags' business (as on asyncio).
+        return self.ended
+
+    async def run(self, func: Callable[[], T]) -> T:
+        return await self.run_until_ready(lambda ready: func())
+
+    async def run_until_ready(self, func: Callable[[Ready[T]], T]) -> T:
+        import outcome  # noqa: PLC0415 - trio's own dependency
+
+        lowlevel = self._lowlevel
+        token = self.token
+        task = lowlevel.current_task()
+        # The error, kept out of the outcome: a traceback holding this frame would make
+        # a reference cycle that keeps the request alive until a full collection.
+        failure: list[BaseException] = []
+        handed = cancelled = settled = False
+
+        def settle(result: T | None) -> None:  # on the loop (run_sync_soon)
+            nonlocal settled
+            if not settled:
+                settled = True
+                lowlevel.reschedule(task, outcome.Value(result))
 
         def ready(value: T) -> None:
             nonlocal handed
             handed = True
             token.run_sync_soon(settle, value)
 
-        def job() -> T | None:
+        def job() -> None:
             if cancelled:
-                return None  # cancelled while it waited for a thread
+                return  # cancelled while it waited for a thread
             try:
-                return func(ready)
+                result = func(ready)
             except BaseException as exc:
                 if handed:
-                    logger.debug("a WSGI worker failed after its response streamed", exc_info=True)
-                else:
-                    failure.append(exc)
-                return None
+                    raise
+                failure.append(exc)
+                result = None
+            if not handed:
+                try:
+                    token.run_sync_soon(settle, result)
+                except RuntimeError:  # trio.RunFinishedError: nobody waits any more
+                    failure.clear()
 
-        async def run() -> None:
-            settle(await anyio.to_thread.run_sync(job, limiter=self.limiter))
+        def abort(_: object) -> Any:  # on the loop: the task is cancelled
+            nonlocal cancelled, settled
+            cancelled = settled = True  # a queued job never runs; a late result is dropped
+            return lowlevel.Abort.SUCCEEDED
 
-        trio.lowlevel.spawn_system_task(run)
-        try:
-            await settled.wait()
-        except BaseException:
-            cancelled = True
-            raise
+        self.pool.start(job)
+        result = await lowlevel.wait_task_rescheduled(abort)
         if failure:
             _raise_popped(failure)
-        return results.pop()  # type: ignore[return-value]
+        return result  # type: ignore[no-any-return]
+
+    def call_loop(
+        self, func: Callable[..., Coroutine[Any, Any, T]], *args: Any
+    ) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        lowlevel = self._lowlevel
+
+        def start() -> None:  # on the loop
+            if not future.cancelled():
+                lowlevel.spawn_system_task(_into_future, future, func, args, name="bridge-call-loop")
+
+        try:
+            self.token.run_sync_soon(start)
+        except RuntimeError as exc:  # trio.RunFinishedError
+            future.set_exception(exc)
+        return future
+
+    def wait_loop(self, func: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+        return self.call_loop(func, *args).result()
 
     def spawn(self, func: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], object]:
-        import trio  # noqa: PLC0415 - optional: the only other backend anyio runs on
+        import trio  # noqa: PLC0415
 
         scope = trio.CancelScope()
 
@@ -212,8 +224,34 @@ class AnyioWorkers(Workers):
             with scope:
                 await func()
 
-        trio.lowlevel.spawn_system_task(run)
+        self._lowlevel.spawn_system_task(run)
         return scope.cancel
+
+    async def checkpoint(self) -> None:
+        await self._lowlevel.checkpoint()
+
+
+async def _into_future(future: concurrent.futures.Future[Any], func: Any, args: Any) -> None:
+    """A system task: ``func(*args)`` into a future that the request may cancel (from the
+    loop: ``_Link.abandon``), which cancels this task. It lets go of the future before
+    it ends: an error's traceback holds this frame (no cycle)."""
+    import trio  # noqa: PLC0415
+
+    try:
+        with trio.CancelScope() as scope:
+            future.add_done_callback(lambda done: scope.cancel() if done.cancelled() else None)
+            try:
+                result = await func(*args)
+            except BaseException as exc:
+                if not future.done():
+                    future.set_exception(exc)
+                if isinstance(exc, trio.Cancelled):
+                    raise
+                return
+            if not future.done():
+                future.set_result(result)
+    finally:
+        del future, func, args
 
 
 class AsyncioWorkers(Workers):
@@ -297,30 +335,31 @@ class WorkersPerLoop:
 
     def __init__(self, name: str) -> None:
         self._per_loop: anyio.lowlevel.RunVar[Workers] = anyio.lowlevel.RunVar(name)
-        # The last asyncio loop's workers, found without the RunVar lookup (which asks
-        # sniffio for the running library: microseconds, on every request).
-        self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], AsyncioWorkers] | None = None
+        # The last loop's (asyncio's loop or trio's token) workers, found without the
+        # RunVar lookup (which asks sniffio for the running library: microseconds, on
+        # every request).
+        self._last: tuple[weakref.ref[Any], Workers] | None = None
 
     def get(self, max_threads: int) -> Workers:
         """The running loop's workers; made, at most ``max_threads`` threads, on its first call."""
+        key: Any
         try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            key = asyncio.get_running_loop()
         except RuntimeError:
-            loop = None  # trio
+            key = sys.modules["trio"].lowlevel.current_trio_token()  # anyio's only other backend
         last = self._last
-        if last is not None and loop is not None and last[0]() is loop:
+        if last is not None and last[0]() is key:
             return last[1]
         workers: Workers
         try:
             workers = self._per_loop.get()
         except LookupError:
-            if anyio.get_cancelled_exc_class() is asyncio.CancelledError:
+            if isinstance(key, asyncio.AbstractEventLoop):
                 workers = AsyncioWorkers(max_threads)
             else:
-                workers = AnyioWorkers(max_threads)
+                workers = TrioWorkers(max_threads)
             self._per_loop.set(workers)
-        if isinstance(workers, AsyncioWorkers) and workers.loop is loop:
-            self._last = (weakref.ref(workers.loop), workers)
+        self._last = (weakref.ref(key), workers)
         return workers
 
 

@@ -1,5 +1,5 @@
 """bridge.workers on its own: the Workers interface as the adapter uses it on each loop
-(AsyncioWorkers on asyncio, AnyioWorkers on trio), DaemonPool, and is_cancellation.
+(AsyncioWorkers on asyncio, TrioWorkers on trio), DaemonPool, and is_cancellation.
 
 Real loops, real threads; every wait is bounded.
 """
@@ -19,7 +19,7 @@ import anyio
 import pytest
 import trio
 
-from bridge.workers import AnyioWorkers, AsyncioWorkers, DaemonPool, Ready, Workers, is_cancellation
+from bridge.workers import AsyncioWorkers, DaemonPool, Ready, TrioWorkers, Workers, is_cancellation
 from tests.thread_leaks import DEADLINE, no_thread_leaks  # noqa: F401 - autouse fixture
 
 pytestmark = pytest.mark.anyio
@@ -34,7 +34,7 @@ def make_workers(max_threads: int) -> Workers:
         workers = AsyncioWorkers(max_threads)
         workers.pool = DaemonPool(max_threads, ended=workers.loop.is_closed, poll=0.02)
         return workers
-    return AnyioWorkers(max_threads)
+    return TrioWorkers(max_threads)
 
 
 def wait_until(condition: Callable[[], bool]) -> bool:
@@ -267,7 +267,8 @@ async def test_wait_loop_raises_the_coroutines_error_in_the_worker() -> None:
         assert await workers.run(job) == "caught on the loop"
 
 
-async def test_call_loop_gives_a_future_on_asyncio_and_none_elsewhere() -> None:
+async def test_call_loop_gives_a_future_on_both_backends() -> None:
+    """A future the request can cancel when it lets go (``_Link.abandon``)."""
     workers = make_workers(2)
 
     async def answer(x: int) -> int:
@@ -275,40 +276,49 @@ async def test_call_loop_gives_a_future_on_asyncio_and_none_elsewhere() -> None:
 
     def job() -> object:
         future = workers.call_loop(answer, 41)
-        if future is None:
-            return None
+        assert future is not None
         return future.result(DEADLINE)
 
     with anyio.fail_after(DEADLINE):
         outcome = await workers.run(job)
-    assert outcome == (42 if isinstance(workers, AsyncioWorkers) else None)
+    assert outcome == 42
 
 
-@pytest.mark.parametrize("worker_kind", ["anyio", "default"])
-async def test_cancelled_tells_a_worker_its_caller_was_cancelled(worker_kind: str) -> None:
-    """AnyioWorkers can tell (on any loop anyio runs); AsyncioWorkers leaves it to the
-    adapter's own flags and always says False."""
-    workers = AnyioWorkers(1) if worker_kind == "anyio" else make_workers(1)
-    started = threading.Event()
+async def test_a_cancelled_call_loop_future_cancels_the_call() -> None:
+    workers = make_workers(2)
+    entered, cancelled = anyio.Event(), anyio.Event()
+
+    async def forever() -> None:
+        entered.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            cancelled.set()
+
+    futures: list[Any] = []
+
+    def job() -> None:
+        futures.append(workers.call_loop(forever))
+
+    with anyio.fail_after(DEADLINE):
+        await workers.run(job)
+        await entered.wait()
+        futures[0].cancel()  # on the loop, as _Link.abandon does
+        await cancelled.wait()
+
+
+async def test_cancelled_says_false_while_the_loop_runs() -> None:
+    """The request's own cancellation is the adapter's flags' business, on both
+    backends; a worker is told only that the loop itself is gone."""
+    workers = make_workers(1)
     seen: list[bool] = []
 
     def job() -> None:
         seen.append(workers.cancelled())
-        started.set()
-        if isinstance(workers, AnyioWorkers):
-            assert wait_until(workers.cancelled), "the cancellation never showed"
-            seen.append(True)
-        # AsyncioWorkers: nothing to wait for; the call just ends.
 
     with anyio.fail_after(DEADLINE):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(workers.run, job)
-            assert await in_thread(lambda: started.wait(DEADLINE))
-            tg.cancel_scope.cancel()
-    if isinstance(workers, AnyioWorkers):
-        assert seen == [False, True]
-    else:
-        assert seen == [False]
+        await workers.run(job)
+    assert seen == [False]
 
 
 # -- spawn, checkpoint, loop_ref --------------------------------------------------------------
