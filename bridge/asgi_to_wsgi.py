@@ -271,7 +271,7 @@ class AsgiToWsgi:
                 exc.limit,
             )
             start_response(_TOO_LARGE_STATUS, list(_TOO_LARGE_HEADERS))
-            return [_TOO_LARGE_BODY]
+            return _AnswerThenDrain([_TOO_LARGE_BODY], exc.unread)
         lifespan = self._lifespan
         if lifespan is not None and lifespan.supported:
             scope["state"] = dict(lifespan.state)
@@ -354,7 +354,14 @@ class _RequestBody:
             else:
                 raise _RequestBody.invalid_environ("wsgi.input_terminated", terminated, "a bool")
         if length is not None and limit is not None and length > limit:
-            raise _DeclaredTooLarge(length, limit)
+            # Unread, the body would be the start of the connection's next request on a
+            # server that keeps it (gunicorn's gthread worker then loses that request).
+            unread = (
+                cls._streamed(environ, stream, length, None)
+                if callable(getattr(stream, "read", None))
+                else None
+            )
+            raise _DeclaredTooLarge(length, limit, unread)
         if length == 0:
             return cls(None, 0, b"", False)
         if not callable(getattr(stream, "read", None)):
@@ -363,12 +370,15 @@ class _RequestBody:
             # Small and complete: read it here, hand it over in one message.
             data = _read_exactly(stream, length)
             return cls(None, 0, data, len(data) < length)
+        return cls._streamed(environ, stream, length, limit if length is None else None)
+
+    @classmethod
+    def _streamed(cls, environ: Environ, stream: Any, length: int | None, limit: int | None) -> _RequestBody:
+        """A body read from ``stream`` as the app asks (or drained, unread)."""
         socket = environ.get("gunicorn.socket")
         unasked = socket is None and str(environ.get("HTTP_EXPECT", "")).lower() == "100-continue"
         server_drains = socket is not None and gunicorn_drains_itself(environ.get("SERVER_SOFTWARE"))
-        return cls(
-            stream, length, None, False, limit if length is None else None, socket, unasked, server_drains
-        )
+        return cls(stream, length, None, False, limit, socket, unasked, server_drains)
 
     @staticmethod
     def invalid_environ(key: str, value: object, expected: str = "a str") -> BridgeError:
@@ -469,11 +479,13 @@ class _RequestBody:
 
 
 class _DeclaredTooLarge(BodyTooLargeError):
-    """The request declares a body over max_body_size: answered 413 before the app runs."""
+    """The request declares a body over max_body_size: answered 413 before the app runs;
+    ``unread`` is that body, to drain after the answer."""
 
-    def __init__(self, declared: int, limit: int) -> None:
+    def __init__(self, declared: int, limit: int, unread: _RequestBody | None) -> None:
         super().__init__(limit)
         self.declared = declared
+        self.unread = unread
 
 
 class _ReadRequest:
@@ -1220,6 +1232,22 @@ class _CompleteResponse(list[bytes]):
         responder, self.responder = self.responder, None
         if responder is not None:
             responder.await_return(self.wait)
+
+
+class _AnswerThenDrain(list[bytes]):
+    """A whole answer given without the app (413), whose ``close()`` reads and discards
+    the request body, bounded (:meth:`_RequestBody.drain`)."""
+
+    __slots__ = ("body",)
+
+    def __init__(self, answer: list[bytes], body: _RequestBody | None) -> None:
+        super().__init__(answer)
+        self.body = body
+
+    def close(self) -> None:
+        body, self.body = self.body, None
+        if body is not None:
+            body.drain()
 
 
 def _log_lie(error: ResponseError) -> None:

@@ -1,6 +1,7 @@
 """A raw ASGI app for ``test_unread_body``, served through ``AsgiToWsgi`` (``app``) with
 its defaults (``preload_body`` 1 MiB: a larger body streams to the app, which here
-never reads it).
+never reads it) and ``max_body_size`` 3 MiB (a larger declared body is answered 413
+before the app runs).
 
 * ``GET /health``: 200, ``{"pid": ...}``.
 * ``POST /ignore``: answers ``ignored`` without reading the request body; ``?stream=1``:
@@ -56,4 +57,6 @@ async def unread(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
-app = AsgiToWsgi(unread, backend=markers.BACKEND, lifespan="off")
+#: Larger declared bodies are answered 413 without the app.
+MAX_BODY = 3 * 1024 * 1024
+app = AsgiToWsgi(unread, backend=markers.BACKEND, lifespan="off", max_body_size=MAX_BODY)
