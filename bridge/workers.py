@@ -17,6 +17,7 @@ On both, cancellation is the adapter's own business: a cancelled request marks i
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import logging
 import os
@@ -264,6 +265,31 @@ class AsyncioWorkers(Workers):
             max_threads, ended=loop.is_closed, on_thread_start=lambda: serve_async_views_on(loop)
         )
 
+        # Results on their way to the loop, and whether a drain of them is scheduled.
+        self._delivered: collections.deque[tuple[asyncio.Future[Any], Any]] = collections.deque()
+        self._drain_scheduled = False
+
+    def deliver(self, waiter: asyncio.Future[Any], value: Any) -> None:
+        """From a worker: resolve ``waiter`` on the loop. Under load several workers
+        finish while the loop is busy: they share one wake-up (one self-pipe write, one
+        callback) instead of one each. Measured on uvicorn, 32 connections: the WSGI
+        hello's share of the native ASGI hello from 0.25 to 0.30 (httptools) and from
+        0.36 to 0.46 (h11). Raises RuntimeError once the loop is closed."""
+        self._delivered.append((waiter, value))
+        # (Appended before the flag is read, and the loop clears the flag before it
+        # drains: a result is never left without a drain to come.)
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        delivered = self._delivered
+        while delivered:
+            waiter, value = delivered.popleft()
+            if not waiter.done():  # else cancelled meanwhile
+                waiter.set_result(value)
+
     async def run(self, func: Callable[[], T]) -> T:
         return await asyncio.wrap_future(self.pool.submit(func), loop=self.loop)
 
@@ -279,10 +305,12 @@ class AsyncioWorkers(Workers):
         failure: list[BaseException] = []
         handed = cancelled = False
 
+        deliver = self.deliver
+
         def ready(value: T) -> None:
             nonlocal handed
             handed = True
-            loop.call_soon_threadsafe(_resolve, waiter, value)
+            deliver(waiter, value)
 
         def job() -> None:
             if cancelled:
@@ -296,7 +324,7 @@ class AsyncioWorkers(Workers):
                 result = None
             if not handed:
                 try:
-                    loop.call_soon_threadsafe(_resolve, waiter, result)
+                    deliver(waiter, result)
                 except RuntimeError:  # the loop is closed: nobody waits any more
                     failure.clear()
 
@@ -396,11 +424,6 @@ def _raise_popped(failure: list[BaseException]) -> NoReturn:
         raise error
     finally:
         del error
-
-
-def _resolve(waiter: asyncio.Future[T], result: T) -> None:
-    if not waiter.done():  # else cancelled meanwhile
-        waiter.set_result(result)
 
 
 class DaemonPool:

@@ -569,3 +569,38 @@ def test_a_cancelled_futures_result_is_a_cancellation() -> None:
     with pytest.raises(BaseException) as info:
         future.result(0)
     assert is_cancellation(info.value)
+
+
+async def test_results_ready_together_share_one_wake_up_of_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under load, workers finish while the loop is busy: their results reach it in one
+    callback (one self-pipe write), not one each; each waiter still gets its own."""
+    if anyio.get_cancelled_exc_class() is not asyncio.CancelledError:
+        pytest.skip("asyncio's deliveries (trio's run_sync_soon batches itself)")
+    workers = make_workers(3)
+    assert isinstance(workers, AsyncioWorkers)
+    loop = workers.loop
+    wake_ups: list[object] = []
+    original = loop.call_soon_threadsafe
+
+    def counted(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        wake_ups.append(callback)
+        return original(callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_soon_threadsafe", counted)
+    go = threading.Event()
+
+    def job(n: int) -> Callable[[Ready[int]], int]:
+        def run(ready: Ready[int]) -> int:
+            assert go.wait(DEADLINE)
+            return n
+
+        return run
+
+    with anyio.fail_after(DEADLINE):
+        tasks = [asyncio.ensure_future(workers.run_until_ready(job(n))) for n in range(3)]
+        await asyncio.sleep(0)  # every job queued for a thread
+        go.set()
+        # The loop busy (blocked here) while all three finish.
+        assert wait_until(lambda: len(workers._delivered) == 3), "the jobs did not finish"
+        assert await asyncio.gather(*tasks) == [0, 1, 2]
+    assert len(wake_ups) == 1
