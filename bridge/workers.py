@@ -125,19 +125,21 @@ class TrioWorkers(Workers):
 
     def __init__(self, max_threads: int) -> None:
         super().__init__()
+        import outcome  # noqa: PLC0415 - trio's own dependency
         import trio  # noqa: PLC0415 - optional: the only other backend anyio runs on
 
+        # Looked up once here, not per request: the modules are optional imports.
+        self._trio = trio
         self._lowlevel = trio.lowlevel
+        self._value = outcome.Value
         self.token = trio.lowlevel.current_trio_token()
         self.ended = False  # the run is over: idle threads leave at their next poll
         trio.lowlevel.spawn_system_task(self._watch_run, name="bridge-trio-workers")
         self.pool = DaemonPool(max_threads, ended=lambda: self.ended)
 
     async def _watch_run(self) -> None:
-        import trio  # noqa: PLC0415
-
         try:
-            await trio.sleep_forever()  # a system task: cancelled when the run ends
+            await self._trio.sleep_forever()  # a system task: cancelled when the run ends
         finally:
             self.ended = True
 
@@ -149,9 +151,8 @@ class TrioWorkers(Workers):
         return await self.run_until_ready(lambda ready: func())
 
     async def run_until_ready(self, func: Callable[[Ready[T]], T]) -> T:
-        import outcome  # noqa: PLC0415 - trio's own dependency
-
         lowlevel = self._lowlevel
+        value_of = self._value
         token = self.token
         task = lowlevel.current_task()
         # The error, kept out of the outcome: a traceback holding this frame would make
@@ -163,7 +164,7 @@ class TrioWorkers(Workers):
             nonlocal settled
             if not settled:
                 settled = True
-                lowlevel.reschedule(task, outcome.Value(result))
+                lowlevel.reschedule(task, value_of(result))
 
         def ready(value: T) -> None:
             nonlocal handed
@@ -217,9 +218,7 @@ class TrioWorkers(Workers):
         return self.call_loop(func, *args).result()
 
     def spawn(self, func: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], object]:
-        import trio  # noqa: PLC0415
-
-        scope = trio.CancelScope()
+        scope = self._trio.CancelScope()
 
         async def run() -> None:
             with scope:
