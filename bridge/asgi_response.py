@@ -31,7 +31,7 @@ import os
 from typing import Any, NamedTuple
 
 from .errors import ClientDisconnected, ResponseError
-from .http import decode_asgi_headers, parse_asgi_status, with_article
+from .http import decode_asgi_response_headers, parse_asgi_status, with_article
 from .wsgi_response import NO_BODY_STATUSES, Record
 
 __all__ = ["AsgiResponse", "AsgiState", "Body", "Cut", "PathBody", "Start"]
@@ -46,6 +46,16 @@ class AsgiState(enum.Enum):
     BODY = "BODY"  # http.response.start sent; body messages may follow
     DONE = "DONE"  # the final http.response.body (more_body false) was sent
     CLIENT_GONE = "CLIENT_GONE"  # the client left: send() raises, receive() disconnects
+
+
+# The members by module names: on Python 3.11 and older, an enum class's attribute
+# costs several times a global's, and these are read on every request.
+_AWAIT_START, _BODY, _DONE, _CLIENT_GONE = (
+    AsgiState.AWAIT_START,
+    AsgiState.BODY,
+    AsgiState.DONE,
+    AsgiState.CLIENT_GONE,
+)
 
 
 class Start(NamedTuple):
@@ -103,7 +113,7 @@ class AsgiResponse:
     )
 
     def __init__(self, *, head: bool = False, record: Record | None = None) -> None:
-        self.state = AsgiState.AWAIT_START
+        self.state = _AWAIT_START
         self.head = head
         self.record = record
         #: The first broken rule's message: the app broke the protocol (and may have
@@ -133,7 +143,7 @@ class AsgiResponse:
     def send(self, message: Any) -> Start | Body | Cut | PathBody | None:
         """One message from the app's ``send()``."""
         state = self.state
-        if state is AsgiState.CLIENT_GONE:
+        if state is _CLIENT_GONE:
             raise ClientDisconnected("the client disconnected")
         try:
             kind = message["type"]
@@ -142,9 +152,9 @@ class AsgiResponse:
                 "asgi-message", f"an ASGI message must be a dict with a 'type' key, got {message!r}"
             ) from None
         if kind in _BODY_MESSAGES:
-            if state is AsgiState.BODY:
+            if state is _BODY:
                 return self._body(message) if kind == "http.response.body" else self._path(message)
-            if state is AsgiState.DONE:
+            if state is _DONE:
                 # ASGI: messages after the final body are ignored ("the server ... must
                 # not send any more body").
                 if self.record is not None:
@@ -152,8 +162,8 @@ class AsgiResponse:
                 return None
             raise self._refuse("asgi-order", f"the ASGI app sent {kind} before http.response.start")
         if kind == "http.response.start":
-            if state is not AsgiState.AWAIT_START:
-                if state is AsgiState.DONE and self.record is not None:
+            if state is not _AWAIT_START:
+                if state is _DONE and self.record is not None:
                     self.record("asgi-after-end", f"the app sent {kind} after the response was complete")
                 raise self._refuse("asgi-order", "the ASGI app sent http.response.start twice")
             return self._start(message)
@@ -173,16 +183,16 @@ class AsgiResponse:
             with contextlib.suppress(TypeError):  # not iterable: decoding says so below
                 raw_headers = list(raw_headers)  # read twice in recording mode
         try:
-            headers = decode_asgi_headers(raw_headers)
+            headers, declared = decode_asgi_response_headers(raw_headers)
         except ResponseError as exc:
             raise self._refuse("asgi-headers", str(exc)) from None
-        self.state = AsgiState.BODY
+        self.state = _BODY
         if self.record is not None:
             self._inspect_headers(message["status"], raw_headers)
         elif not self.head and message["status"] not in NO_BODY_STATUSES:
             # RFC 9110 8.6 and 9.3.2: HEAD sends no content; a 304's length is that of
             # the unsent body, and a 204 has none. (Recording mode compares at the end.)
-            self.declared = _declared_length(headers)
+            self.declared = declared
         return Start(status, headers)
 
     def _inspect_headers(self, status: int, headers: Any) -> None:
@@ -211,7 +221,7 @@ class AsgiResponse:
             raise self._refuse(
                 "asgi-pathsend", "the ASGI app sent http.response.pathsend after http.response.body"
             )
-        self.state = AsgiState.DONE
+        self.state = _DONE
         self.finished = True
         if self.head or self.record is not None:
             return Body(b"", False)  # HEAD: no body to send; recording mode: no file to read
@@ -234,7 +244,7 @@ class AsgiResponse:
                 return self._cut(body)
             self.sent = sent
         if not more:
-            self.state = AsgiState.DONE
+            self.state = _DONE
             self.finished = True
         if self.record is not None:
             if type(raw_more) is not bool:
@@ -260,7 +270,7 @@ class AsgiResponse:
             what = f"ended its body after {total} bytes"
         self.sent += len(body)
         error = self._refuse("content-length", f"the ASGI app declared Content-Length: {declared} and {what}")
-        self.state = AsgiState.DONE
+        self.state = _DONE
         return Cut(body, error)
 
     def _inspect_length(self) -> None:
@@ -283,7 +293,7 @@ class AsgiResponse:
         the last body message is implied), unless that leaves the body short of its
         Content-Length (enforcing mode: an error); None if it had ended already."""
         state = self.state
-        if state is AsgiState.AWAIT_START:
+        if state is _AWAIT_START:
             if self.record is not None:
                 self.record("asgi-incomplete", "the app returned having sent nothing")
             raise ResponseError(
@@ -291,34 +301,24 @@ class AsgiResponse:
                 rule="asgi-incomplete",
                 state=state.name,
             )
-        if state is AsgiState.BODY:
+        if state is _BODY:
             if self.record is not None:
                 self.record("asgi-incomplete", "the app returned having sent http.response.start only")
             declared = self.declared
             if declared is not None and self.sent < declared:
                 # The final body this implies would leave the body short of its length.
-                self.state = AsgiState.DONE
+                self.state = _DONE
                 raise ResponseError(
                     f"the ASGI app declared Content-Length: {declared} and returned after "
                     f"{self.sent} body bytes",
                     rule="content-length",
                     state=state.name,
                 )
-            self.state = AsgiState.DONE
+            self.state = _DONE
             self.finished = True
             return Body(b"", False)
         return None
 
     def client_gone(self) -> None:
         """The client left: from now on ``send()`` raises ClientDisconnected."""
-        self.state = AsgiState.CLIENT_GONE
-
-
-def _declared_length(headers: list[tuple[str, str]]) -> int | None:
-    """The response's Content-Length, if it has one that parses (the first, if it is
-    repeated); the WSGI server frames the body by it."""
-    for name, value in headers:
-        if len(name) == 14 and name.lower() == "content-length":
-            digits = value.strip(" \t")
-            return int(digits) if digits.isascii() and digits.isdigit() else None
-    return None
+        self.state = _CLIENT_GONE

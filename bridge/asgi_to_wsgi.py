@@ -541,6 +541,11 @@ class _Signal(enum.Enum):
     NO_ANSWER = "NO_ANSWER"  # the client left mid-body; the response did not end in time
 
 
+# (Module names, here and below: cheaper than an enum class's attributes, read per request.)
+_CLIENT_LEFT, _TOO_LARGE, _NO_ANSWER = _Signal.CLIENT_LEFT, _Signal.TOO_LARGE, _Signal.NO_ANSWER
+_CLIENT_GONE = AsgiState.CLIENT_GONE
+
+
 #: What the app's task hands to the WSGI thread, through one bounded Handoff: the
 #: response as the ASGI machine translates it, a failure, a request to read the
 #: body, or word that the app was told its client left. The task's end is the
@@ -574,6 +579,9 @@ class _TaskState(enum.Enum):
     ENDED = "ENDED"
 
 
+_RUNNING, _FAILED_EARLY, _ENDED = _TaskState.RUNNING, _TaskState.FAILED_EARLY, _TaskState.ENDED
+
+
 class _AppCalls:
     """One request's ASGI side, on the loop: all its state (its task's handles too),
     and the app's ``receive()`` and ``send()``. The first gets the request body
@@ -605,7 +613,7 @@ class _AppCalls:
         self.scope = scope
         self.events = events
         self.loop_ref = events.loop_ref
-        self.state = _TaskState.RUNNING
+        self.state = _RUNNING
         # What the app may send next: the ASGI rules.
         self.response = AsgiResponse(head=scope["method"] == "HEAD")
         self.preloaded = body.preloaded
@@ -620,7 +628,7 @@ class _AppCalls:
         self.task: asyncio.Task[None] | None = None  # the app's task, on asyncio
 
     async def receive(self) -> Message:
-        if self.response.state is AsgiState.CLIENT_GONE:
+        if self.response.state is _CLIENT_GONE:
             return _DISCONNECT
         if not self.body_done:
             return await self._next_body_message()
@@ -628,11 +636,11 @@ class _AppCalls:
         # is complete or the client has gone (ASGI www spec, "Disconnect").
         if not self._response_over():
             broken = self.response.broken
-            if broken is not None and self.state is _TaskState.RUNNING:
+            if broken is not None and self.state is _RUNNING:
                 # The app broke the response protocol, swallowed the error, and now
                 # waits for the client to leave, which a WSGI server cannot report
                 # while it waits for the response: fail the request now.
-                self.state = _TaskState.FAILED_EARLY
+                self.state = _FAILED_EARLY
                 self._hand_over_failure(ResponseError(broken))  # (a fresh one: never raised here)
             if self._over is None:
                 self._over = anyio.Event()
@@ -640,7 +648,7 @@ class _AppCalls:
         return _DISCONNECT
 
     def _response_over(self) -> bool:
-        return self.response.finished or self.response.state is AsgiState.CLIENT_GONE
+        return self.response.finished or self.response.state is _CLIENT_GONE
 
     async def _next_body_message(self) -> Message:
         preloaded = self.preloaded
@@ -681,7 +689,7 @@ class _AppCalls:
         server cannot see that while it waits for the response: let the WSGI side know,
         so that the app gets ``disconnect_grace`` from now on to answer."""
         with contextlib.suppress(Closed):  # the WSGI side is done with the request already
-            self._emit(_Signal.CLIENT_LEFT)
+            self._emit(_CLIENT_LEFT)
 
     async def send(self, message: Message) -> None:
         event = self.response.send(message)  # ClientDisconnected once the client left
@@ -698,7 +706,7 @@ class _AppCalls:
                 # The WSGI server is done with a response that was not: the client left.
                 self.response.client_gone()
                 raise ClientDisconnected("the client disconnected") from None
-            if self.response.state is AsgiState.CLIENT_GONE:
+            if self.response.state is _CLIENT_GONE:
                 raise ClientDisconnected("the client disconnected")
         elif isinstance(event, Start):
             self.pending_start = event
@@ -730,7 +738,7 @@ class _AppCalls:
             events.insert(0, start)
         with contextlib.suppress(Closed):  # the WSGI side is done already: nobody to tell
             self.events.push_in_loop(*events)
-        self.state = _TaskState.FAILED_EARLY  # what the app raises now is only logged
+        self.state = _FAILED_EARLY  # what the app raises now is only logged
         try:
             raise error
         finally:
@@ -810,7 +818,7 @@ class _AppTask(_AppCalls):
                     with contextlib.suppress(Closed):  # the WSGI side is done already
                         self._emit(end)
         finally:
-            self.state = _TaskState.ENDED
+            self.state = _ENDED
             if self.task is not None:
                 _running_tasks.discard(self.task)
             # A cancelled task keeps its CancelledError, whose traceback holds this
@@ -831,12 +839,12 @@ class _AppTask(_AppCalls):
         response = self.response
         if response.finished:
             logger.error("the ASGI app raised after its response was complete", exc_info=error)
-        elif response.state is AsgiState.CLIENT_GONE:
+        elif response.state is _CLIENT_GONE:
             if _caused_by_disconnect(error):
                 logger.debug("the ASGI app stopped after its client left: %r", error)
             else:
                 logger.error("the ASGI app raised after its client left", exc_info=error)
-        elif self.state is _TaskState.FAILED_EARLY:
+        elif self.state is _FAILED_EARLY:
             logger.debug("the ASGI app raised after its request failed", exc_info=error)
         elif not self._hand_over_failure(error):
             logger.error("the ASGI app raised after its response was handed over", exc_info=error)
@@ -850,11 +858,11 @@ class _AppTask(_AppCalls):
         for event in self.events.refuse():  # nobody takes them now; a waiting send() wakes
             if isinstance(event, _ReadRequest):
                 event.answer(b"", False, True)
-        if self.state is not _TaskState.ENDED and grace > 0:
+        if self.state is not _ENDED and grace > 0:
             self._ended = anyio.Event()
             with anyio.move_on_after(grace):
                 await self._ended.wait()
-        if self.state is not _TaskState.ENDED:
+        if self.state is not _ENDED:
             if say_why:
                 logger.warning("cancelling the ASGI app's task: its client left %s s ago", grace)
             if self.task is not None:
@@ -868,6 +876,14 @@ class _ResponseState(enum.Enum):
     STREAMING = "STREAMING"  # handed to the server, more to come
     DONE = "DONE"  # the server has the whole response (or closed it early)
     CUT = "CUT"  # ended by us (body too large): the app is let go; close() waits for it
+
+
+_AWAITING, _STREAMING, _RESPONDED, _CUT = (
+    _ResponseState.AWAITING,
+    _ResponseState.STREAMING,
+    _ResponseState.DONE,
+    _ResponseState.CUT,
+)
 
 
 class _TaskEvents:
@@ -910,7 +926,7 @@ class _TaskEvents:
         self.head = task.response.head
         # The server's (PEP 3333: optional), for an http.response.pathsend.
         self.file_wrapper: Any = environ.get("wsgi.file_wrapper")
-        self.state = _ResponseState.AWAITING
+        self.state = _AWAITING
         self.backlog: deque[_Event] = deque()
         # The client left mid-body: the response must have ended by then (monotonic).
         self.answer_by: float | None = None
@@ -922,8 +938,8 @@ class _TaskEvents:
 
     def next_event(self) -> Start | Body | PathBody | _Failed | _Signal | None:
         """The next response event, None once the task has ended; serves the app's
-        body reads meanwhile. ``_Signal.TOO_LARGE`` once a read went past
-        max_body_size; ``_Signal.NO_ANSWER`` if the client left mid-body and the app,
+        body reads meanwhile. ``_TOO_LARGE`` once a read went past
+        max_body_size; ``_NO_ANSWER`` if the client left mid-body and the app,
         told so, has not finished its response within the grace period (nothing of it
         is waiting to be taken)."""
         backlog = self.backlog
@@ -936,15 +952,15 @@ class _TaskEvents:
                 except Closed:
                     return None
                 if not events:  # (only with a deadline: it passed)
-                    return _Signal.NO_ANSWER
+                    return _NO_ANSWER
                 backlog.extend(events)
             event = backlog.popleft()
             if isinstance(event, _ReadRequest):
                 self.body.serve(event)
                 if self.body.too_large:
-                    return _Signal.TOO_LARGE
+                    return _TOO_LARGE
                 continue
-            if event is _Signal.CLIENT_LEFT:
+            if event is _CLIENT_LEFT:
                 # The WSGI server sees a client leave only when a write fails; an app
                 # that, told, neither answers nor ends would hold this thread for good.
                 self.answer_by = time.monotonic() + self.grace
@@ -956,8 +972,8 @@ class _TaskEvents:
         (its body reads get a disconnect, an error it reports from now on is only
         logged), and those queued go, those taken but not served too: from now on,
         only drain() reads the body."""
-        if self.state is not _ResponseState.CUT:
-            self.state = _ResponseState.DONE
+        if self.state is not _CUT:
+            self.state = _RESPONDED
         for event in self.events.refuse():
             if isinstance(event, _ReadRequest):
                 event.answer(b"", False, True)
@@ -972,7 +988,7 @@ class _TaskEvents:
         """End the request before the app has: its events are refused, it is told the
         client left and cancelled after the grace period; ``close()`` waits for that."""
         self.finish()
-        self.state = _ResponseState.CUT
+        self.state = _CUT
         self.abort(wait=False)
 
     def give_up(self) -> None:
@@ -1089,7 +1105,7 @@ class _Responder(_TaskEvents):
                     raise BridgeError("the ASGI app's task ended without a response")
                 complete = True
                 break
-            elif event is _Signal.TOO_LARGE:
+            elif event is _TOO_LARGE:
                 return self._too_large(start_response)
             else:
                 self.give_up()
@@ -1113,7 +1129,7 @@ class _Responder(_TaskEvents):
             if (self.events.closed or not self.teardown_wait) and self.body.stream is None:
                 return body
             return _CompleteResponse(body, self)
-        self.state = _ResponseState.STREAMING
+        self.state = _STREAMING
         return _ResponseIterator(self, chunks)
 
     def _too_large(self, start_response: StartResponse) -> Iterable[bytes]:
@@ -1134,7 +1150,7 @@ class _Responder(_TaskEvents):
         longer read it), and give the app up to ``teardown_wait`` (``wait``) to return
         before the server takes another request. A request we cut (its body over
         max_body_size, never read on) waits for the app's (cancelled) task instead."""
-        if self.state is _ResponseState.CUT:
+        if self.state is _CUT:
             if not self._wait_for_end(self.grace + _CANCEL_WAIT):
                 logger.warning("the ASGI app's task did not end after it was cancelled")
             return
@@ -1184,7 +1200,7 @@ class _ResponseIterator:
                     del error, event  # this frame joins the traceback: no cycle through it
             elif event is None:
                 self.done = True  # returned after start without a final body: end here
-            elif event is _Signal.NO_ANSWER:
+            elif event is _NO_ANSWER:
                 self.done = True
                 responder.give_up()
                 raise ClientDisconnected(

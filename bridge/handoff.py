@@ -95,9 +95,7 @@ class Handoff(Generic[T]):
         "_items",
         "_lock",
         "_loop_event",
-        "_loop_thread",
         "_loop_waiting",
-        "_new_event",
         "_queued",
         "_refused",
         "_thread_waiting",
@@ -128,8 +126,6 @@ class Handoff(Generic[T]):
         self._loop_waiting = False
         self._loop_event: _Event | None = None
         self.loop_ref = loop
-        self._loop_thread = loop.thread
-        self._new_event = loop.new_event
 
     # -- shared ------------------------------------------------------------------------
 
@@ -145,6 +141,8 @@ class Handoff(Generic[T]):
         """From either side: wake both; later puts raise Closed."""
         with self._lock:
             self.closed = True
+            if not self._thread_waiting and not self._loop_waiting:
+                return  # nobody to wake: the usual end (the other side is busy, or done)
             waiters = self._claim_waiters()
         self._wake_both(*waiters)
 
@@ -155,6 +153,8 @@ class Handoff(Generic[T]):
         with self._lock:
             self._refused = True
             items = self._take_all()
+            if not self._thread_waiting and not self._loop_waiting:
+                return items  # nobody to wake (as in close())
             waiters = self._claim_waiters()
         self._wake_both(*waiters)
         return items
@@ -176,7 +176,7 @@ class Handoff(Generic[T]):
 
     def _signal_loop(self, event: _Event) -> None:
         # From the loop's own thread a plain set() is right; from elsewhere, hand it over.
-        if threading.get_ident() == self._loop_thread:
+        if threading.get_ident() == self.loop_ref.thread:
             event.set()
         else:
             self.loop_ref.wake(event)
@@ -280,7 +280,7 @@ class Handoff(Generic[T]):
                     self._queued += size
                     wake, self._thread_waiting = self._thread_waiting, False
                     break
-                event = self._loop_event = self._new_event()
+                event = self._loop_event = self.loop_ref.new_event()
                 self._loop_waiting = True
             await event.wait()
         if wake:
@@ -297,7 +297,7 @@ class Handoff(Generic[T]):
                     break
                 if self.closed:
                     raise Closed("the hand-off is closed")
-                event = self._loop_event = self._new_event()
+                event = self._loop_event = self.loop_ref.new_event()
                 self._loop_waiting = True
             await event.wait()
         if wake:

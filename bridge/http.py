@@ -17,6 +17,7 @@ __all__ = [
     "HOP_BY_HOP",
     "EncodedHeaders",
     "decode_asgi_headers",
+    "decode_asgi_response_headers",
     "parse_asgi_status",
     "encode_response_headers",
     "parse_content_length",
@@ -251,13 +252,24 @@ def parse_asgi_status(status: object) -> str:
 
 
 def decode_asgi_headers(headers: Iterable[object]) -> list[tuple[str, str]]:
+    """ASGI response headers (byte pairs) -> PEP 3333 ``(str, str)`` pairs, hop-by-hop
+    headers dropped (:func:`decode_asgi_response_headers`, without the length)."""
+    return decode_asgi_response_headers(headers)[0]
+
+
+def decode_asgi_response_headers(headers: Iterable[object]) -> tuple[list[tuple[str, str]], int | None]:
     """ASGI response headers (byte pairs) -> PEP 3333 ``(str, str)`` pairs.
 
     Hop-by-hop headers are dropped: the WSGI server owns the connection and its
     framing (the ASGI spec says servers ignore an app's Transfer-Encoding, and
     wsgiref refuses such headers outright).
+
+    Also returns the Content-Length the headers declare: the first one's value, if it
+    parses (else None), which the WSGI server will frame the body by.
     """
     decoded: list[tuple[str, str]] = []
+    length: int | None = None
+    length_seen = False
     try:
         for pair in headers:
             name: object
@@ -268,7 +280,8 @@ def decode_asgi_headers(headers: Iterable[object]) -> list[tuple[str, str]]:
                     f"ASGI response header names and values must be bytes, got {(name, value)!r}"
                 )
             text_name = name.decode("latin-1")
-            if text_name.lower() in HOP_BY_HOP:
+            lower = text_name.lower()
+            if lower in HOP_BY_HOP:
                 continue
             if not _TOKEN.fullmatch(text_name):
                 raise ResponseError(f"invalid response header name {bytes(name)!r}")
@@ -278,8 +291,12 @@ def decode_asgi_headers(headers: Iterable[object]) -> list[tuple[str, str]]:
                     f"response header {text_name!r} has a control character (CR, LF, ...) in its value"
                 )
             decoded.append((text_name, text_value))
+            if lower == "content-length" and not length_seen:
+                length_seen = True
+                digits = text_value.strip(" \t")
+                length = int(digits) if digits.isascii() and digits.isdigit() else None
     except (TypeError, ValueError) as exc:
         raise ResponseError(
             f"ASGI response headers must be an iterable of [name, value] pairs: {exc}"
         ) from exc
-    return decoded
+    return decoded, length

@@ -468,6 +468,10 @@ class _Phase(enum.Enum):
     ABANDONED = "ABANDONED"  # the loop let go, and no worker runs
 
 
+# (Module names: cheaper than the enum class's attributes, read per request.)
+_IDLE, _WORKING, _ORPHANED, _ABANDONED = _Phase.IDLE, _Phase.WORKING, _Phase.ORPHANED, _Phase.ABANDONED
+
+
 class _Link:
     """What the loop and a request's worker share, and the worker's ways to the loop.
 
@@ -484,7 +488,7 @@ class _Link:
         self.workers = workers
         self.receiver = receiver
         self.lock = threading.Lock()
-        self.phase = _Phase.IDLE
+        self.phase = _IDLE
         self.gone = False
         self.pending: concurrent.futures.Future[Any] | None = None
         # The tasks of the app's async views that asgiref runs on the loop (it adds them
@@ -497,9 +501,9 @@ class _Link:
         """Run a worker step; if the loop lets go meanwhile, ``close()`` the iterable
         when it returns (nobody else can, then)."""
         with self.lock:
-            too_late = self.phase is _Phase.ABANDONED or self.phase is _Phase.ORPHANED
+            too_late = self.phase is _ABANDONED or self.phase is _ORPHANED
             if not too_late:
-                self.phase = _Phase.WORKING
+                self.phase = _WORKING
         if too_late:
             # The task was cancelled after this step had left the pool's queue but
             # before it got here: the loop is gone, and nobody would stop it.
@@ -508,14 +512,14 @@ class _Link:
             return func()
         finally:
             with self.lock:
-                orphaned = self.phase is _Phase.ORPHANED
+                orphaned = self.phase is _ORPHANED
                 if not orphaned:
-                    self.phase = _Phase.IDLE
+                    self.phase = _IDLE
             if orphaned:
                 try:
                     close()
                 finally:
-                    self.phase = _Phase.ABANDONED  # the loop waits for this (worker_active)
+                    self.phase = _ABANDONED  # the loop waits for this (worker_active)
 
     def to_loop(self, func: Callable[..., Coroutine[Any, Any, _T]], *args: Any) -> _T:
         """Run an async function on the event loop and wait for it, from the worker."""
@@ -583,8 +587,8 @@ class _Link:
         """The loop is done with the request. True if a worker still runs a step of it
         (it stops at its next step, and closes the iterable itself)."""
         with self.lock:
-            active = self.phase is _Phase.WORKING
-            self.phase = _Phase.ORPHANED if active else _Phase.ABANDONED
+            active = self.phase is _WORKING
+            self.phase = _ORPHANED if active else _ABANDONED
             if active:
                 self.gone = True  # stop the worker at its next step
         if active:
@@ -597,7 +601,7 @@ class _Link:
 
     @property
     def worker_active(self) -> bool:
-        return self.phase is _Phase.WORKING or self.phase is _Phase.ORPHANED
+        return self.phase is _WORKING or self.phase is _ORPHANED
 
 
 class _Worker:

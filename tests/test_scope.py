@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from bridge.environ import build_scope, http_version_from_protocol
 from bridge.errors import BadRequestError, InvalidScopeError, ResponseError
-from bridge.http import decode_asgi_headers, parse_asgi_status
+from bridge.http import decode_asgi_headers, decode_asgi_response_headers, parse_asgi_status
 
 LATIN1 = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0xFF))
 
@@ -385,6 +385,28 @@ def test_decode_asgi_headers(headers: Any, decoded: list[tuple[str, str]]) -> No
 def test_decode_asgi_headers_rejects(headers: Any) -> None:
     with pytest.raises(ResponseError):
         decode_asgi_headers(headers)
+
+
+@pytest.mark.parametrize(
+    ("headers", "length"),
+    [
+        ([], None),
+        ([(b"content-type", b"text/plain")], None),
+        ([(b"Content-Length", b"13")], 13),
+        ([(b"content-length", b" 7\t")], 7),  # optional whitespace around a field value
+        ([(b"content-length", b"0")], 0),
+        ([(b"content-length", b"12"), (b"content-length", b"99")], 12),  # the first one counts
+        ([(b"content-length", b"-1")], None),  # does not parse: no length to hold the body to
+        ([(b"content-length", b"1e3")], None),
+        ([(b"content-length", b"\xd9\xa3")], None),  # a non-ASCII digit
+        ([(b"content-length", b"x"), (b"content-length", b"5")], None),  # the first one, unparsed
+        ([(b"transfer-encoding", b"chunked"), (b"content-length", b"5")], 5),
+    ],
+)
+def test_decode_asgi_response_headers_gives_the_declared_length(headers: Any, length: int | None) -> None:
+    decoded, declared = decode_asgi_response_headers(headers)
+    assert declared == length
+    assert decoded == decode_asgi_headers(headers)
 
 
 TOKEN = st.text(alphabet="!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz", min_size=1)
