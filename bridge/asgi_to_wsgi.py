@@ -779,7 +779,9 @@ class _AppTask(_AppCalls):
             # A bare callback, not run_coroutine_threadsafe: the task reports its end
             # through the events already, so a concurrent future and its chained
             # callbacks would be pure cost (a fifth of the adapter's time per hello).
-            loop.call_soon_threadsafe(self._create_task, loop)
+            # Requests that start while the loop is busy share its wake-up.
+            if not self.loop_ref.call_soon(self._create_task, loop):
+                raise RuntimeError("Event loop is closed")
         else:
             portal.start_task_soon(self._run_in_scope)
 

@@ -20,6 +20,7 @@ direction uses it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import queue
 import threading
 import time
@@ -52,13 +53,17 @@ class LoopRef:
     for backend implementers that older anyio releases lack).
     """
 
-    __slots__ = ("_asyncio_loop", "_trio_token", "new_event", "thread")
+    __slots__ = ("_asyncio_loop", "_calls", "_scheduled", "_trio_token", "new_event", "thread")
 
     def __init__(self) -> None:
         self.thread = threading.get_ident()
         self.new_event: Callable[[], _Event]
         self._asyncio_loop: asyncio.AbstractEventLoop | None = None
         self._trio_token: Any = None
+        # Calls from other threads that the loop has not run yet, and whether a run of
+        # them is scheduled (see call_soon).
+        self._calls: collections.deque[tuple[Callable[..., object], tuple[Any, ...]]] = collections.deque()
+        self._scheduled = False
         try:
             self._asyncio_loop = asyncio.get_running_loop()
         except RuntimeError:  # not asyncio: the only other loop anyio runs on is trio's
@@ -69,21 +74,56 @@ class LoopRef:
         else:
             self.new_event = asyncio.Event
 
-    def wake(self, event: _Event) -> bool:
-        """From another thread: set ``event`` on the loop. False if the loop has ended
-        (asyncio raises ``RuntimeError`` then, trio its subclass ``RunFinishedError``):
-        nobody is left to wake."""
+    def call_soon(self, func: Callable[..., object], *args: Any) -> bool:
+        """From another thread: run ``func(*args)`` on the loop soon, after the calls
+        made before it. False if the loop has ended (asyncio raises ``RuntimeError``
+        then, trio its subclass ``RunFinishedError``): nobody is left to run it.
+
+        Calls made while the loop has not yet run the earlier ones share their wake-up
+        (one self-pipe write, one callback) instead of one each: under load the loop is
+        busy when the threads' results come in. Measured on uvicorn, 32 connections, when
+        only ``WsgiToAsgi``'s results went this way: the WSGI hello's share of the native
+        ASGI hello from 0.25 to 0.30 (httptools) and from 0.36 to 0.46 (h11).
+        """
+        self._calls.append((func, args))
+        # (Appended before the flag is read, and the loop clears the flag before it runs
+        # the calls: a call is never left without a run to come.)
+        loop = self._asyncio_loop
+        if self._scheduled:
+            return loop is None or not loop.is_closed()
+        self._scheduled = True
         # The loop's method is looked up on each call, not bound once: the benchmarks'
         # hop counter (benchmarks/hops.py) counts wake-ups by wrapping it on the class.
-        loop = self._asyncio_loop
         try:
             if loop is not None:
-                loop.call_soon_threadsafe(event.set)
+                loop.call_soon_threadsafe(self._run_calls)
             else:
-                self._trio_token.run_sync_soon(event.set)
+                self._trio_token.run_sync_soon(self._run_calls)
         except RuntimeError:
+            self._scheduled = False  # a later call finds the loop gone too
             return False
         return True
+
+    def _run_calls(self) -> None:
+        self._scheduled = False
+        calls = self._calls
+        try:
+            while calls:
+                func, args = calls.popleft()
+                func(*args)
+        finally:
+            if calls and not self._scheduled:
+                # One raised (the loop reports it): the others run in a callback of
+                # their own, not whenever the next call comes. (On the loop's thread.)
+                self._scheduled = True
+                if self._asyncio_loop is not None:
+                    self._asyncio_loop.call_soon(self._run_calls)
+                else:
+                    self._trio_token.run_sync_soon(self._run_calls)
+
+    def wake(self, event: _Event) -> bool:
+        """From another thread: set ``event`` on the loop (:meth:`call_soon`)."""
+        return self.call_soon(event.set)
 
 
 class Handoff(Generic[T]):

@@ -17,7 +17,6 @@ On both, cancellation is the adapter's own business: a cancelled request marks i
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import logging
 import os
@@ -153,7 +152,7 @@ class TrioWorkers(Workers):
     async def run_until_ready(self, func: Callable[[Ready[T]], T]) -> T:
         lowlevel = self._lowlevel
         value_of = self._value
-        token = self.token
+        call_soon = self.loop_ref.call_soon  # results that come in together share a wake-up
         task = lowlevel.current_task()
         # The error, kept out of the outcome: a traceback holding this frame would make
         # a reference cycle that keeps the request alive until a full collection.
@@ -169,7 +168,8 @@ class TrioWorkers(Workers):
         def ready(value: T) -> None:
             nonlocal handed
             handed = True
-            token.run_sync_soon(settle, value)
+            if not call_soon(settle, value):
+                raise RuntimeError("the trio run has ended")
 
         def job() -> None:
             if cancelled:
@@ -181,11 +181,8 @@ class TrioWorkers(Workers):
                     raise
                 failure.append(exc)
                 result = None
-            if not handed:
-                try:
-                    token.run_sync_soon(settle, result)
-                except RuntimeError:  # trio.RunFinishedError: nobody waits any more
-                    failure.clear()
+            if not handed and not call_soon(settle, result):
+                failure.clear()  # the run has ended: nobody waits any more
 
         def abort(_: object) -> Any:  # on the loop: the task is cancelled
             nonlocal cancelled, settled
@@ -231,6 +228,11 @@ class TrioWorkers(Workers):
         await self._lowlevel.checkpoint()
 
 
+def _resolve(waiter: asyncio.Future[Any], value: Any) -> None:
+    if not waiter.done():  # else cancelled meanwhile
+        waiter.set_result(value)
+
+
 async def _into_future(future: concurrent.futures.Future[Any], func: Any, args: Any) -> None:
     """A system task: ``func(*args)`` into a future that the request may cancel (from the
     loop: ``_Link.abandon``), which cancels this task. It lets go of the future before
@@ -264,31 +266,6 @@ class AsyncioWorkers(Workers):
             max_threads, ended=loop.is_closed, on_thread_start=lambda: serve_async_views_on(loop)
         )
 
-        # Results on their way to the loop, and whether a drain of them is scheduled.
-        self._delivered: collections.deque[tuple[asyncio.Future[Any], Any]] = collections.deque()
-        self._drain_scheduled = False
-
-    def deliver(self, waiter: asyncio.Future[Any], value: Any) -> None:
-        """From a worker: resolve ``waiter`` on the loop. Under load several workers
-        finish while the loop is busy: they share one wake-up (one self-pipe write, one
-        callback) instead of one each. Measured on uvicorn, 32 connections: the WSGI
-        hello's share of the native ASGI hello from 0.25 to 0.30 (httptools) and from
-        0.36 to 0.46 (h11). Raises RuntimeError once the loop is closed."""
-        self._delivered.append((waiter, value))
-        # (Appended before the flag is read, and the loop clears the flag before it
-        # drains: a result is never left without a drain to come.)
-        if not self._drain_scheduled:
-            self._drain_scheduled = True
-            self.loop.call_soon_threadsafe(self._drain)
-
-    def _drain(self) -> None:
-        self._drain_scheduled = False
-        delivered = self._delivered
-        while delivered:
-            waiter, value = delivered.popleft()
-            if not waiter.done():  # else cancelled meanwhile
-                waiter.set_result(value)
-
     async def run(self, func: Callable[[], T]) -> T:
         return await asyncio.wrap_future(self.pool.submit(func), loop=self.loop)
 
@@ -304,12 +281,14 @@ class AsyncioWorkers(Workers):
         failure: list[BaseException] = []
         handed = cancelled = False
 
-        deliver = self.deliver
+        # Results that come in while the loop is busy share one wake-up.
+        call_soon = self.loop_ref.call_soon
 
         def ready(value: T) -> None:
             nonlocal handed
             handed = True
-            deliver(waiter, value)
+            if not call_soon(_resolve, waiter, value):
+                raise RuntimeError("the event loop is closed")
 
         def job() -> None:
             if cancelled:
@@ -321,11 +300,8 @@ class AsyncioWorkers(Workers):
                     raise
                 failure.append(exc)
                 result = None
-            if not handed:
-                try:
-                    deliver(waiter, result)
-                except RuntimeError:  # the loop is closed: nobody waits any more
-                    failure.clear()
+            if not handed and not call_soon(_resolve, waiter, result):
+                failure.clear()  # the loop is closed: nobody waits any more
 
         self.pool.start(job)
         try:

@@ -544,6 +544,71 @@ def test_loop_ref_outside_any_loop_raises() -> None:
         LoopRef()
 
 
+def _calls_from_a_thread_while_the_loop_is_blocked(
+    ref: LoopRef, calls: list[Callable[[], object]]
+) -> list[bool]:
+    """On the loop: another thread makes ``calls`` through ``ref.call_soon`` while this
+    thread (the loop's) waits for it, so the loop runs none of them meanwhile."""
+    results: list[bool] = []
+    thread = threading.Thread(target=lambda: results.extend(ref.call_soon(call) for call in calls))
+    thread.start()
+    thread.join(DEADLINE)
+    assert not thread.is_alive()
+    return results
+
+
+async def test_loop_ref_calls_made_while_the_loop_is_busy_share_one_wake_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ref = LoopRef()
+    wake_ups = []
+    run_calls = LoopRef._run_calls
+
+    def counted(self: LoopRef) -> None:
+        wake_ups.append(self)
+        run_calls(self)
+
+    monkeypatch.setattr(LoopRef, "_run_calls", counted)
+    ran: list[int] = []
+    done = ref.new_event()
+    calls: list[Callable[[], object]] = [functools.partial(ran.append, n) for n in range(3)]
+    assert _calls_from_a_thread_while_the_loop_is_blocked(ref, [*calls, done.set]) == [True] * 4
+    with anyio.fail_after(DEADLINE):
+        await done.wait()
+    assert ran == [0, 1, 2]  # in the order made
+    assert len(wake_ups) == 1  # one callback on the loop for all four
+    # Once run, the next call wakes the loop again.
+    again = ref.new_event()
+    assert await in_thread(lambda: ref.wake(again)) is True
+    with anyio.fail_after(DEADLINE):
+        await again.wait()
+    assert len(wake_ups) == 2
+
+
+async def test_loop_ref_a_call_that_raises_leaves_the_later_ones_to_run() -> None:
+    if anyio.get_cancelled_exc_class() is not asyncio.CancelledError:
+        pytest.skip("on trio an error in a run_sync_soon callback ends the run, by design")
+    loop = asyncio.get_running_loop()
+    reported: list[BaseException] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context["exception"]))
+    ref = LoopRef()
+    ran: list[str] = []
+    done = ref.new_event()
+
+    def fail() -> None:
+        raise ValueError("a broken call")
+
+    try:
+        calls: list[Callable[[], object]] = [fail, functools.partial(ran.append, "after"), done.set]
+        _calls_from_a_thread_while_the_loop_is_blocked(ref, calls)
+        with anyio.fail_after(DEADLINE):
+            await done.wait()  # not stranded behind the error until some later call
+    finally:
+        loop.set_exception_handler(None)
+    assert ran == ["after"]
+    assert [type(error) for error in reported] == [ValueError]  # reported by the loop, not lost
+
+
 # -- the consumer refuses: refuse() -------------------------------------------------------------
 
 

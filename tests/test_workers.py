@@ -575,7 +575,7 @@ async def test_results_ready_together_share_one_wake_up_of_the_loop(monkeypatch:
     """Under load, workers finish while the loop is busy: their results reach it in one
     callback (one self-pipe write), not one each; each waiter still gets its own."""
     if anyio.get_cancelled_exc_class() is not asyncio.CancelledError:
-        pytest.skip("asyncio's deliveries (trio's run_sync_soon batches itself)")
+        pytest.skip("counts asyncio's call_soon_threadsafe (test_handoff holds LoopRef.call_soon on both)")
     workers = make_workers(3)
     assert isinstance(workers, AsyncioWorkers)
     loop = workers.loop
@@ -601,6 +601,6 @@ async def test_results_ready_together_share_one_wake_up_of_the_loop(monkeypatch:
         await asyncio.sleep(0)  # every job queued for a thread
         go.set()
         # The loop busy (blocked here) while all three finish.
-        assert wait_until(lambda: len(workers._delivered) == 3), "the jobs did not finish"
+        assert wait_until(lambda: len(workers.loop_ref._calls) == 3), "the jobs did not finish"
         assert await asyncio.gather(*tasks) == [0, 1, 2]
     assert len(wake_ups) == 1
