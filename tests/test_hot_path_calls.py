@@ -9,7 +9,8 @@ hello, so every call is on the critical path.
 
 Counted: ``call`` events of Python functions defined in ``bridge/`` (a profile hook on
 every thread started after it is set, and on this one), per request, over sequential
-hello requests, after a warm-up; the least over three batches (a worker thread that
+hello requests as the in-process benchmark serves them (its apps and its synthetic
+servers, which check every response), after a warm-up; the least over three batches (a worker thread that
 wakes from its idle poll adds calls to one batch). Library code (asyncio, anyio) is not
 counted: it differs between Python versions; bridge's own calls do not.
 
@@ -23,19 +24,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import io
 import os
 import sys
 import threading
-import wsgiref.util
 from types import FrameType
 from typing import Any, Callable, Iterable
 
 import pytest
 
 import bridge
+from benchmarks import scenarios_a2w as a2w
+from benchmarks import scenarios_w2a as w2a
 from bridge import AsgiToWsgi, WsgiToAsgi
-from bridge._types import Message
 
 BRIDGE_DIR = os.path.dirname(bridge.__file__) + os.sep
 WARM_UP = 50
@@ -45,7 +45,7 @@ BATCH = 40
 #: most. ``AsgiToWsgi``'s WSGI thread calls the hand-off's wait only when the app's
 #: events are not there yet (a race by design, as its wake-ups in test_hops.py).
 PINS = {
-    "w2a": (56, 56),
+    "w2a": (57, 57),
     "a2w": (42, 43),
 }
 
@@ -87,102 +87,44 @@ def _per_request(counter: CallCounter, run_batch: Callable[[int], None]) -> tupl
     return best
 
 
-def _wsgi_hello(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "13")])
-    return [b"Hello, world!"]
-
-
-async def _asgi_hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-type", b"text/plain"), (b"content-length", b"13")],
-        }
-    )
-    await send({"type": "http.response.body", "body": b"Hello, world!"})
-
-
-_SCOPE = {
-    "type": "http",
-    "asgi": {"version": "3.0", "spec_version": "2.3"},
-    "http_version": "1.1",
-    "method": "GET",
-    "scheme": "http",
-    "path": "/",
-    "raw_path": b"/",
-    "query_string": b"",
-    "root_path": "",
-    "headers": [(b"host", b"example.com")],
-    "client": ("127.0.0.1", 50000),
-    "server": ("127.0.0.1", 80),
-}
+def _assert_pinned(direction: str, counter: CallCounter, run_batch: Callable[[int], None]) -> None:
+    run_batch(WARM_UP)
+    calls, where = _per_request(counter, run_batch)
+    low, high = PINS[direction]
+    assert low <= calls <= high, f"{direction} hello: {calls:g} calls into bridge per request; {where}"
 
 
 def test_w2a_hello_calls() -> None:
-    adapter = WsgiToAsgi(_wsgi_hello)
-    sent: list[Message] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
+    """The benchmark's own hello app and synthetic ASGI server (every response checked)."""
+    adapter = WsgiToAsgi(w2a.hello)
 
     async def requests(n: int) -> None:
         for _ in range(n):
-            sent.clear()
-            await adapter(dict(_SCOPE), receive, send)
-            assert sent[0]["status"] == 200 and sent[-1]["body"] == b"Hello, world!", sent
+            await w2a.one_request(adapter, [b""], 0, len(w2a.HELLO), w2a.HELLO)
 
     with CallCounter() as counter:
         loop = asyncio.new_event_loop()  # one loop for all batches: its workers stay
         try:
-
-            def batch(n: int) -> None:
-                loop.run_until_complete(asyncio.wait_for(requests(n), 30))
-
-            batch(WARM_UP)
-            calls, where = _per_request(counter, batch)
+            _assert_pinned(
+                "w2a", counter, lambda n: loop.run_until_complete(asyncio.wait_for(requests(n), 30))
+            )
         finally:
             loop.close()
-    low, high = PINS["w2a"]
-    assert low <= calls <= high, f"WsgiToAsgi hello: {calls:g} calls into bridge per request; {where}"
 
 
 def test_a2w_hello_calls() -> None:
-    base: dict[str, Any] = {}
-    wsgiref.util.setup_testing_defaults(base)
-    base.update({"wsgi.multithread": True, "SERVER_PROTOCOL": "HTTP/1.1", "REQUEST_METHOD": "GET"})
-
-    def start_response(
-        status: str, headers: list[tuple[str, str]], exc_info: Any = None
-    ) -> Callable[..., Any]:
-        assert status == "200 OK"
-        return lambda data: None
-
+    """The benchmark's own hello app and synthetic WSGI server (every response checked)."""
     with CallCounter() as counter:
-        adapter = AsgiToWsgi(_asgi_hello, lifespan="off")
+        adapter = AsgiToWsgi(a2w.hello, lifespan="off")
+
+        def requests(n: int) -> None:
+            for _ in range(n):
+                a2w.one_request(adapter, a2w._empty, 0, len(a2w.HELLO), a2w.HELLO, {})
+
         try:
-
-            def batch(n: int) -> None:
-                for _ in range(n):
-                    environ = dict(base, CONTENT_LENGTH="")
-                    environ["wsgi.input"] = io.BytesIO()
-                    result = adapter(environ, start_response)
-                    try:
-                        assert b"".join(result) == b"Hello, world!"
-                    finally:
-                        close = getattr(result, "close", None)
-                        if close is not None:
-                            close()
-
-            batch(WARM_UP)
-            calls, where = _per_request(counter, batch)
+            _assert_pinned("a2w", counter, requests)
         finally:
             adapter.close()
-    low, high = PINS["a2w"]
-    assert low <= calls <= high, f"AsgiToWsgi hello: {calls:g} calls into bridge per request; {where}"
 
 
 @pytest.fixture(autouse=True)
