@@ -129,5 +129,11 @@ def test_a2w_hello_calls() -> None:
 
 @pytest.fixture(autouse=True)
 def _no_profiler_left() -> Iterable[None]:
+    if sys.gettrace() is not None:
+        # A tracer (coverage, in .ci/run's oldest job) changes when objects die, and with
+        # them the calls their finalizers make: under coverage on Python 3.9, 1.95 of the
+        # error stream's 2 flushes per request fell in the batch. Counted untraced only
+        # (the README's run and the newest job).
+        pytest.skip("counts calls in an untraced interpreter; a tracer (coverage) is active")
     yield
     assert sys.getprofile() is None
