@@ -36,6 +36,7 @@ import bridge
 from benchmarks import scenarios_a2w as a2w
 from benchmarks import scenarios_w2a as w2a
 from bridge import AsgiToWsgi, WsgiToAsgi
+from bridge.wsgi_streams import ErrorStream
 
 BRIDGE_DIR = os.path.dirname(bridge.__file__) + os.sep
 WARM_UP = 50
@@ -45,9 +46,12 @@ BATCH = 40
 #: most. ``AsgiToWsgi``'s WSGI thread calls the hand-off's wait only when the app's
 #: events are not there yet (a race by design, as its wake-ups in test_hops.py).
 PINS = {
-    "w2a": (57, 57),
+    "w2a": (55, 55),
     "a2w": (42, 43),
 }
+
+
+_FLUSH = ErrorStream.flush.__code__
 
 
 class CallCounter:
@@ -59,6 +63,11 @@ class CallCounter:
 
     def hook(self, frame: FrameType, event: str, arg: Any) -> None:
         if event == "call" and frame.f_code.co_filename.startswith(BRIDGE_DIR):
+            if frame.f_code is _FLUSH:
+                # Not counted: besides the worker's, io's finalizer flushes the request's
+                # error stream when its last reference goes, which may be in another batch
+                # (seen on Python 3.9, under load or coverage: 1.9 to 1.975 per request).
+                return
             self.total += 1
             self.calls[f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_code.co_name}"] += 1
 
@@ -129,11 +138,5 @@ def test_a2w_hello_calls() -> None:
 
 @pytest.fixture(autouse=True)
 def _no_profiler_left() -> Iterable[None]:
-    if sys.gettrace() is not None:
-        # A tracer (coverage, in .ci/run's oldest job) changes when objects die, and with
-        # them the calls their finalizers make: under coverage on Python 3.9, 1.95 of the
-        # error stream's 2 flushes per request fell in the batch. Counted untraced only
-        # (the README's run and the newest job).
-        pytest.skip("counts calls in an untraced interpreter; a tracer (coverage) is active")
     yield
     assert sys.getprofile() is None
