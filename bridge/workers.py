@@ -131,7 +131,6 @@ class TrioWorkers(Workers):
         self._trio = trio
         self._lowlevel = trio.lowlevel
         self._value = outcome.Value
-        self.token = trio.lowlevel.current_trio_token()
         self.ended = False  # the run is over: idle threads leave at their next poll
         trio.lowlevel.spawn_system_task(self._watch_run, name="bridge-trio-workers")
         self.pool = DaemonPool(max_threads, ended=lambda: self.ended)
@@ -205,10 +204,9 @@ class TrioWorkers(Workers):
             if not future.cancelled():
                 lowlevel.spawn_system_task(_into_future, future, func, args, name="bridge-call-loop")
 
-        try:
-            self.token.run_sync_soon(start)
-        except RuntimeError as exc:  # trio.RunFinishedError
-            future.set_exception(exc)
+        # The loop's one way in from a thread, in order with this thread's other calls.
+        if not self.loop_ref.call_soon(start):
+            future.set_exception(RuntimeError("the trio run has ended"))
         return future
 
     def wait_loop(self, func: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
