@@ -11,6 +11,7 @@ No threads and no I/O here (a test holds this rule). The encoding rules:
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable, Mapping
 from urllib.parse import quote, unquote_to_bytes
 
@@ -399,6 +400,9 @@ _HTTP_VERSIONS = {"1.0": "1.0", "1.1": "1.1", "2": "2", "2.0": "2", "3": "3", "3
 # The usual SERVER_PROTOCOL values, found in one lookup.
 _PROTOCOL_VERSIONS: dict[object, str] = {"HTTP/1.1": "1.1", "HTTP/1.0": "1.0", "HTTP/2.0": "2", "HTTP/2": "2"}
 _NOT_HEADERS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
+_HEADER_KEY = re.compile("HTTP_").match
+# HTTP_* keys and the ASGI header names they became (bounded, as _KEYS).
+_HEADER_NAMES: dict[str, bytes] = {}
 # The CGI keys build_scope reads as text (besides HTTP_*), for naming an ill-typed one.
 _TEXT_KEYS = (
     "REQUEST_METHOD",
@@ -508,11 +512,18 @@ def _build_scope(environ: Environ) -> Scope:
         query = _environ_text(environ, "QUERY_STRING")
 
     headers: list[tuple[bytes, bytes]] = []
-    # str.startswith raises for a key that is not a str (PEP 3333 keys are), which
-    # environ_problem then names; the check costs nothing on the way.
-    for key, value in environ.items():
-        if key.startswith("HTTP_") and key not in _NOT_HEADERS:
-            headers.append((key[5:].lower().replace("_", "-").encode("latin-1"), value.encode("latin-1")))
+    # The HTTP_ keys found in C (an environ has two or three times as many others).
+    # The match raises for a key that is not a str (PEP 3333 keys are), which
+    # environ_problem then names.
+    for key in filter(_HEADER_KEY, environ):
+        name = _HEADER_NAMES.get(key)
+        if name is None:
+            if key in _NOT_HEADERS:
+                continue
+            name = key[5:].lower().replace("_", "-").encode("latin-1")
+            if len(_HEADER_NAMES) < _KEYS_LIMIT:
+                _HEADER_NAMES[key] = name
+        headers.append((name, environ[key].encode("latin-1")))
     content_type = environ.get("CONTENT_TYPE")
     if content_type:
         headers.append((b"content-type", content_type.encode("latin-1")))

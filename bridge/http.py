@@ -58,6 +58,15 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _STATUSES: dict[str, int] = {}
 _NAMES: dict[str, bytes] = {}
 _CACHE_LIMIT = 512
+# Whole response headers found valid before, as the app gave them (a tuple of two
+# exact strs, or of two bytes), and what they became: most responses repeat the same
+# few (Content-Type, Cache-Control, ...), and checking them was most of the work of
+# converting a response's head. Hop-by-hop ones are never in it on the WSGI side
+# (dropped and reported every time); a value over _CACHED_VALUE_SIZE is never in it
+# (at most _CACHE_LIMIT entries of at most that size).
+_ENCODED: dict[tuple[str, str], tuple[tuple[bytes, bytes], int | None]] = {}
+_DECODED: dict[tuple[bytes, bytes], tuple[tuple[str, str], bool] | None] = {}
+_CACHED_VALUE_SIZE = 512
 
 
 def parse_status(status: object) -> int:
@@ -178,55 +187,85 @@ def encode_response_headers(headers: Iterable[object], *, strict: bool = False) 
     dropped: list[str] = []
     content_length: int | None = None
     for item in headers:
-        if not isinstance(item, (tuple, list)) or len(item) != 2:
-            raise ResponseError(f"each response header must be a (name, value) tuple, got {item!r}")
-        name, value = item
-        if type(name) is not str or type(value) is not str:
-            raise ResponseError(f"response header names and values must be str (latin-1 text), got {item!r}")
-        raw_name = _NAMES.get(name)
-        if raw_name is None and not _TOKEN.fullmatch(name):
-            raise ResponseError(f"invalid response header name {name!r}: it must be an RFC 9110 token")
-        if _CONTROL.search(value):
-            raise ResponseError(
-                f"response header {name!r} has a control character (CR, LF, ...) in its "
-                f"value {value!r}; refusing it, as it could inject headers"
-            )
         try:
-            raw_value = value.strip(" \t").encode("latin-1")
-        except UnicodeEncodeError:
-            raise ResponseError(
-                f"response header {name!r} has a value that is not latin-1: {value!r}; "
-                f"PEP 3333 header values are latin-1 text (encode other text first, "
-                f"for example as RFC 8187 or percent-encoding)"
-            ) from None
-        if raw_name is None:
-            lower = name.lower()
-            if lower in HOP_BY_HOP:
-                if strict:
-                    raise HopByHopHeaderError(
-                        f"the app set the hop-by-hop header {name!r}; the server owns the "
-                        f"connection and its framing, so WSGI apps must not set it (PEP 3333)"
-                    )
-                dropped.append(name)
+            pair, length = _ENCODED[item]
+        except (KeyError, TypeError):  # (TypeError: a list, or an unhashable value)
+            found = _encode_header(item, strict)
+            if found is None:
+                dropped.append(item[0])
                 continue
-            raw_name = lower.encode("ascii")
-            if len(_NAMES) < _CACHE_LIMIT:
-                _NAMES[name] = raw_name
-        if raw_name == b"content-length":
-            try:
-                length = parse_content_length(value)
-            except ValueError as exc:
-                raise ResponseError(f"invalid Content-Length header from the app: {exc}") from None
-            if content_length is not None and content_length != length:
-                raise ResponseError(
-                    f"the app set two different Content-Length headers: {content_length} and {length}"
-                )
+            pair, length = found
+        if length is not None:
             if content_length is not None:
+                if content_length != length:
+                    raise ResponseError(
+                        f"the app set two different Content-Length headers: {content_length} and {length}"
+                    )
                 continue
             content_length = length
-            raw_value = str(length).encode("ascii")
-        encoded.append((raw_name, raw_value))
+        encoded.append(pair)
     return EncodedHeaders(encoded, content_length, dropped)
+
+
+def _encode_header(item: object, strict: bool) -> tuple[tuple[bytes, bytes], int | None] | None:
+    """One header as ``encode_response_headers`` takes it, checked: its encoded pair and,
+    for a Content-Length, its value; None for a hop-by-hop header (to drop)."""
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        raise ResponseError(f"each response header must be a (name, value) tuple, got {item!r}")
+    name, value = item
+    if type(name) is not str or type(value) is not str:
+        # A str subclass is a str (and equal to one: a cached header would take it).
+        if not (isinstance(name, str) and isinstance(value, str)):
+            raise ResponseError(f"response header names and values must be str (latin-1 text), got {item!r}")
+        name, value = str(name), str(value)
+    raw_name = _NAMES.get(name)
+    if raw_name is None and not _TOKEN.fullmatch(name):
+        raise ResponseError(f"invalid response header name {name!r}: it must be an RFC 9110 token")
+    if _CONTROL.search(value):
+        raise ResponseError(
+            f"response header {name!r} has a control character (CR, LF, ...) in its "
+            f"value {value!r}; refusing it, as it could inject headers"
+        )
+    try:
+        raw_value = value.strip(" \t").encode("latin-1")
+    except UnicodeEncodeError:
+        raise ResponseError(
+            f"response header {name!r} has a value that is not latin-1: {value!r}; "
+            f"PEP 3333 header values are latin-1 text (encode other text first, "
+            f"for example as RFC 8187 or percent-encoding)"
+        ) from None
+    if raw_name is None:
+        lower = name.lower()
+        if lower in HOP_BY_HOP:
+            if strict:
+                raise HopByHopHeaderError(
+                    f"the app set the hop-by-hop header {name!r}; the server owns the "
+                    f"connection and its framing, so WSGI apps must not set it (PEP 3333)"
+                )
+            return None
+        raw_name = lower.encode("ascii")
+        if len(_NAMES) < _CACHE_LIMIT:
+            _NAMES[name] = raw_name
+    length: int | None = None
+    if raw_name == b"content-length":
+        try:
+            length = parse_content_length(value)
+        except ValueError as exc:
+            raise ResponseError(f"invalid Content-Length header from the app: {exc}") from None
+        raw_value = str(length).encode("ascii")
+    found = ((raw_name, raw_value), length)
+    if type(item) is tuple and len(value) <= _CACHED_VALUE_SIZE:
+        _remember(_ENCODED, item, found)
+    return found
+
+
+def _remember(cache: dict[Any, Any], key: object, value: object) -> None:
+    """Add to a bounded cache of checked headers; a full one starts over, so that
+    headers that change with every response (cookies, ETags) cannot crowd out for
+    good the ones sent with every response, nor grow it without limit."""
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
 
 
 _STATUS_LINES: dict[int, str] = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
@@ -272,31 +311,51 @@ def decode_asgi_response_headers(headers: Iterable[object]) -> tuple[list[tuple[
     length_seen = False
     try:
         for pair in headers:
-            name: object
-            value: object
-            name, value = pair  # type: ignore[misc]
-            if not isinstance(name, (bytes, bytearray)) or not isinstance(value, (bytes, bytearray)):
-                raise ResponseError(
-                    f"ASGI response header names and values must be bytes, got {(name, value)!r}"
-                )
-            text_name = name.decode("latin-1")
-            lower = text_name.lower()
-            if lower in HOP_BY_HOP:
-                continue
-            if not _TOKEN.fullmatch(text_name):
-                raise ResponseError(f"invalid response header name {bytes(name)!r}")
-            text_value = value.decode("latin-1")
-            if _CONTROL.search(text_value):
-                raise ResponseError(
-                    f"response header {text_name!r} has a control character (CR, LF, ...) in its value"
-                )
-            decoded.append((text_name, text_value))
-            if lower == "content-length" and not length_seen:
+            try:
+                found = _DECODED[pair]  # type: ignore[index]
+            except (KeyError, TypeError):  # (TypeError: a list, or a bytearray in it)
+                found = _decode_header(pair)
+            if found is None:
+                continue  # hop-by-hop
+            text, is_length = found
+            decoded.append(text)
+            if is_length and not length_seen:
                 length_seen = True
-                digits = text_value.strip(" \t")
+                digits = text[1].strip(" \t")
                 length = int(digits) if digits.isascii() and digits.isdigit() else None
     except (TypeError, ValueError) as exc:
         raise ResponseError(
             f"ASGI response headers must be an iterable of [name, value] pairs: {exc}"
         ) from exc
     return decoded, length
+
+
+def _decode_header(pair: object) -> tuple[tuple[str, str], bool] | None:
+    """One ASGI response header, checked: its PEP 3333 pair and whether it is a
+    Content-Length; None for a hop-by-hop header (to drop). TypeError or ValueError
+    for what is not a pair."""
+    name: object
+    value: object
+    name, value = pair  # type: ignore[misc]
+    if not isinstance(name, (bytes, bytearray)) or not isinstance(value, (bytes, bytearray)):
+        raise ResponseError(f"ASGI response header names and values must be bytes, got {(name, value)!r}")
+    text_name = name.decode("latin-1")
+    lower = text_name.lower()
+    found: tuple[tuple[str, str], bool] | None = None
+    if lower not in HOP_BY_HOP:
+        if not _TOKEN.fullmatch(text_name):
+            raise ResponseError(f"invalid response header name {bytes(name)!r}")
+        text_value = value.decode("latin-1")
+        if _CONTROL.search(text_value):
+            raise ResponseError(
+                f"response header {text_name!r} has a control character (CR, LF, ...) in its value"
+            )
+        found = ((text_name, text_value), lower == "content-length")
+    if (
+        type(pair) is tuple
+        and type(name) is bytes
+        and type(value) is bytes
+        and len(value) <= _CACHED_VALUE_SIZE
+    ):
+        _remember(_DECODED, pair, found)
+    return found

@@ -8,9 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bridge import http
 from bridge.errors import HopByHopHeaderError, ResponseError
 from bridge.http import (
     HOP_BY_HOP,
+    decode_asgi_response_headers,
     encode_response_headers,
     parse_content_length,
     parse_status,
@@ -164,3 +166,91 @@ def test_latin1_values_round_trip(value: str) -> None:
 )
 def test_with_article(noun: str, expected: str) -> None:
     assert with_article(noun) == expected
+
+
+# -- the caches of checked headers --------------------------------------------------------------
+
+_NAME = st.sampled_from(
+    ["Content-Type", "content-length", "Content-Length", "X-A", "Connection", "Bad Name", ""]
+)
+_TEXT = st.sampled_from(["text/plain", "12", " 7 ", "-1", "a\r\nb", "caf\xe9", "\u20ac", "close", "x" * 600])
+_HEADER: st.SearchStrategy[Any] = st.one_of(
+    st.tuples(_NAME, _TEXT),
+    st.builds(list, st.tuples(_NAME, _TEXT)),
+    st.tuples(_NAME, st.sampled_from([b"v", 1, None])),
+)
+
+
+def _outcome(call: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return call(*args, **kwargs)
+    except ResponseError as exc:
+        return (type(exc), str(exc))
+
+
+@given(st.lists(_HEADER, max_size=6), st.booleans())
+def test_encode_headers_warm_gives_what_cold_gives(headers: list[Any], strict: bool) -> None:
+    """The cache only saves work: what a header became, or the error it raised, is the
+    same the first time (nothing cached) and every time after."""
+    http._ENCODED.clear()
+    http._NAMES.clear()
+    cold = _outcome(encode_response_headers, headers, strict=strict)
+    assert _outcome(encode_response_headers, headers, strict=strict) == cold
+    assert _outcome(encode_response_headers, list(headers), strict=not strict) == _outcome(
+        encode_response_headers, list(headers), strict=not strict
+    )
+
+
+_RAW_NAME = st.sampled_from([b"content-type", b"Content-Length", b"x-a", b"connection", b"bad name", b""])
+_RAW_VALUE = st.sampled_from([b"text/plain", b"12", b" 7 ", b"x", b"a\r\nb", b"caf\xe9", b"x" * 600])
+_RAW_HEADER: st.SearchStrategy[Any] = st.one_of(
+    st.tuples(_RAW_NAME, _RAW_VALUE),
+    st.builds(list, st.tuples(_RAW_NAME, _RAW_VALUE)),
+    st.tuples(_RAW_NAME, st.sampled_from(["v", 1, None, bytearray(b"v")])),
+)
+
+
+@given(st.lists(_RAW_HEADER, max_size=6))
+def test_decode_headers_warm_gives_what_cold_gives(headers: list[Any]) -> None:
+    http._DECODED.clear()
+    cold = _outcome(decode_asgi_response_headers, headers)
+    assert _outcome(decode_asgi_response_headers, headers) == cold
+
+
+def test_header_caches_are_bounded_and_start_over() -> None:
+    """Headers that change with every response cannot grow the caches without limit,
+    nor keep the ones sent every time out of them for good; long values stay out."""
+    for n in range(3 * http._CACHE_LIMIT):
+        encode_response_headers([("Set-Cookie", f"session={n}")])
+        decode_asgi_response_headers([(b"set-cookie", b"session=%d" % n)])
+        assert len(http._ENCODED) <= http._CACHE_LIMIT and len(http._DECODED) <= http._CACHE_LIMIT
+    encode_response_headers([("Content-Type", "text/plain")])
+    assert ("Content-Type", "text/plain") in http._ENCODED
+    long_value = "x" * (http._CACHED_VALUE_SIZE + 1)
+    encode_response_headers([("X-Long", long_value)])
+    decode_asgi_response_headers([(b"x-long", long_value.encode())])
+    assert ("X-Long", long_value) not in http._ENCODED
+    assert (b"x-long", long_value.encode()) not in http._DECODED
+
+
+def test_header_caches_hold_no_hop_by_hop_header_on_the_wsgi_side() -> None:
+    """Dropped and reported every time, refused in strict mode every time."""
+    for _ in range(2):
+        assert encode_response_headers([("Connection", "close")]).dropped == ["Connection"]
+        with pytest.raises(HopByHopHeaderError):
+            encode_response_headers([("Connection", "close")], strict=True)
+    for _ in range(2):
+        assert decode_asgi_response_headers([(b"connection", b"close")]) == ([], None)
+
+
+class _Text(str):
+    pass
+
+
+def test_a_str_subclass_is_a_str_cold_and_warm() -> None:
+    http._ENCODED.clear()
+    headers = [(_Text("X-Sub"), _Text("v")), ("X-Sub", "v")]
+    first = encode_response_headers(headers)
+    assert first.headers == [(b"x-sub", b"v"), (b"x-sub", b"v")]
+    assert all(type(part) is bytes for pair in first.headers for part in pair)
+    assert encode_response_headers(headers) == first
