@@ -218,6 +218,11 @@ NOT_RUN = [
     # The full benchmark run: it needs the bench extra (a2wsgi, matplotlib) and takes a
     # minute even with --quick; `tox -e bench` runs it.
     NotRun("docs/benchmarks.md", "python -m benchmarks --quick", "needs the bench extra; a minute long"),
+    NotRun(
+        "docs/benchmarks.md",
+        "benchmarks.revisions 2a8e793",
+        "a minute at 60 rounds; tests/test_benchmark_revisions.py runs it, with 3",
+    ),
 ]
 
 

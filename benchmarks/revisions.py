@@ -1,0 +1,163 @@
+"""The in-process hello of bridge at several git revisions, side by side, in one process
+pinned to one CPU:
+
+    python -m benchmarks.revisions 2a8e793 HEAD            # both directions
+    python -m benchmarks.revisions HEAD~3 HEAD --direction a2w --rounds 60
+    python -m benchmarks.revisions HEAD HEAD               # an A/A run: the noise
+
+Why: comparing revisions with ``python -m benchmarks`` in turn, one process each, mixes
+the code's cost with where the kernel puts each process's threads. On two cores an
+``AsgiToWsgi`` hello's ratio to the baseline was bimodal: the same code gave 0.58 and 0.93
+in one process, depending only on the adapter instance (each has its own loop thread),
+and five full runs of one revision spread from 0.57 to 0.99. Pinned to one CPU, the
+threads take turns, so the time per request is the Python work and the thread switches
+each revision costs: two copies of one revision then agree within about 0.02.
+
+Each revision's ``bridge/`` is extracted with ``git archive`` into a package of its own
+(``bridge`` imports itself relatively, so the copies do not mix) and wraps the benchmark's
+hello app; the no-adapter baseline is the in-process tier's. Rounds of ``--requests``
+sequential requests per subject, in an order that rotates each round; each revision's
+time as a ratio to the baseline's in the same round, then the median and quartiles.
+Python and the other packages are this environment's: only ``bridge/`` varies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from typing import Any, Callable
+
+from . import scenarios_a2w as a2w
+from . import scenarios_w2a as w2a
+from .servers import ROOT
+
+
+def extract(revision: str, into: str, name: str) -> None:
+    """``bridge/`` at ``revision``, as the package ``name`` under ``into``."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", revision, "bridge"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    target = os.path.join(into, name)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        for member in tar.getmembers():
+            if member.name.startswith("bridge/") and (member.isfile() or member.isdir()):
+                member.name = name + member.name[len("bridge") :]
+                if hasattr(tarfile, "data_filter"):  # (Python 3.12 warns without a filter)
+                    tar.extract(member, into, filter="data")
+                else:
+                    tar.extract(member, into)
+    if not os.path.isfile(os.path.join(target, "__init__.py")):
+        raise SystemExit(f"{revision} has no bridge/ package")
+
+
+def _a2w_batch(app: Any, n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        a2w.one_request(app, a2w._empty, 0, len(a2w.HELLO), a2w.HELLO, {})
+    return (time.perf_counter() - start) / n
+
+
+def _w2a_batch(loop: asyncio.AbstractEventLoop) -> Callable[[Any, int], float]:
+    async def run(app: Any, n: int) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            await w2a.one_request(app, [b""], 0, len(w2a.HELLO), w2a.HELLO)
+        return (time.perf_counter() - start) / n
+
+    return lambda app, n: loop.run_until_complete(run(app, n))
+
+
+def compare(
+    packages: dict[str, Any], direction: str, rounds: int, requests: int
+) -> tuple[dict[str, list[float]], float]:
+    """Per revision, its ratio to the baseline in each round; and the baseline's median
+    time per request (seconds)."""
+    loop: asyncio.AbstractEventLoop | None = None
+    subjects: dict[str, Any]
+    batch: Callable[[Any, int], float]
+    if direction == "a2w":
+        subjects = {
+            label: package.AsgiToWsgi(a2w.hello, lifespan="off") for label, package in packages.items()
+        }
+        subjects["baseline"] = a2w.Baseline(a2w.hello)
+        batch = _a2w_batch
+    else:
+        loop = asyncio.new_event_loop()
+        subjects = {label: package.WsgiToAsgi(w2a.hello) for label, package in packages.items()}
+        subjects["baseline"] = w2a.Baseline(w2a.hello)
+        batch = _w2a_batch(loop)
+    try:
+        for app in subjects.values():
+            batch(app, requests)  # warm-up: threads started, caches filled
+        order = list(subjects)
+        ratios: dict[str, list[float]] = {label: [] for label in packages}
+        baseline: list[float] = []
+        for round_ in range(rounds):
+            shift = round_ % len(order)
+            times = {label: batch(subjects[label], requests) for label in order[shift:] + order[:shift]}
+            baseline.append(times["baseline"])
+            for label in packages:
+                ratios[label].append(times[label] / times["baseline"])
+        return ratios, statistics.median(baseline)
+    finally:
+        for app in subjects.values():
+            close = getattr(app, "close", None)
+            if close is not None:
+                close()
+        if loop is not None:
+            loop.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.revisions", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("revisions", nargs="+", help="git revisions (the same one twice: an A/A run)")
+    parser.add_argument("--direction", choices=("a2w", "w2a", "both"), default="both")
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--requests", type=int, default=400, help="sequential requests per subject per round")
+    parser.add_argument(
+        "--cpu", type=int, default=None, help="the CPU to pin to (default: the first allowed)"
+    )
+    args = parser.parse_args(argv)
+    if args.rounds < 2 or args.requests < 1:
+        parser.error("--rounds must be at least 2 (quartiles), --requests at least 1")
+
+    allowed = sorted(os.sched_getaffinity(0))
+    cpu = allowed[0] if args.cpu is None else args.cpu
+    os.sched_setaffinity(0, {cpu})  # before any thread starts: they inherit it
+    labels = [f"{i + 1}. {revision}" for i, revision in enumerate(args.revisions)]
+    with tempfile.TemporaryDirectory(prefix="bridge-revisions-") as tmp:
+        for i, revision in enumerate(args.revisions):
+            extract(revision, tmp, f"bridge_rev{i}")
+        sys.path.insert(0, tmp)
+        packages = {label: importlib.import_module(f"bridge_rev{i}") for i, label in enumerate(labels)}
+        directions = ("w2a", "a2w") if args.direction == "both" else (args.direction,)
+        print(f"Pinned to CPU {cpu}; {args.rounds} rounds of {args.requests} requests per subject.\n")
+        print("| direction | revision | ratio to the baseline: median | quartiles | baseline per request |")
+        print("|---|---|---|---|---|")
+        for direction in directions:
+            ratios, baseline = compare(packages, direction, args.rounds, args.requests)
+            for label in labels:
+                values = ratios[label]
+                q1, _, q3 = statistics.quantiles(values, n=4)
+                print(
+                    f"| {direction} hello | {label} | {statistics.median(values):.3f}x | "
+                    f"{q1:.3f} to {q3:.3f} | {baseline * 1e6:.1f} µs |"
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

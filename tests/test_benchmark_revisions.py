@@ -1,0 +1,58 @@
+"""``python -m benchmarks.revisions``: each revision's bridge in a package of its own, in
+one process pinned to one CPU (run here as a subprocess: the pin would hold the test
+process too)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks.revisions import extract
+from benchmarks.servers import ROOT
+
+pytestmark = pytest.mark.skipif(not (ROOT / ".git").exists(), reason="needs a git checkout")
+
+
+def test_a_revision_becomes_a_package_of_its_own(tmp_path: object) -> None:
+    into = str(tmp_path)
+    extract("HEAD", into, "bridge_rev0")
+    code = (
+        "import sys, bridge_rev0, bridge_rev0.http as h;"
+        "print(h.__file__);"
+        "print(sorted(m for m in sys.modules if m == 'bridge' or m.startswith('bridge.')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": into},
+        cwd=into,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.splitlines()
+    assert out[0].startswith(os.path.join(into, "bridge_rev0") + os.sep)
+    assert out[1] == "[]"  # nothing of the installed bridge was imported by the copy
+
+
+def test_two_copies_of_one_revision_side_by_side() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.revisions", "HEAD", "HEAD", "--rounds", "3", "--requests", "10"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = re.findall(r"^\| (w2a|a2w) hello \| (\d)\. HEAD \| ([\d.]+)x \|", result.stdout, re.MULTILINE)
+    assert sorted((direction, label) for direction, label, _ in rows) == [
+        ("a2w", "1"),
+        ("a2w", "2"),
+        ("w2a", "1"),
+        ("w2a", "2"),
+    ]
+    assert all(0.1 < float(ratio) < 10 for _, _, ratio in rows)
