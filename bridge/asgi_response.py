@@ -39,6 +39,9 @@ __all__ = ["AsgiResponse", "AsgiState", "Body", "Cut", "PathBody", "Start"]
 
 #: The messages that carry the body: bytes, or (Path Send) a file's path.
 _BODY_MESSAGES = frozenset({"http.response.body", "http.response.pathsend"})
+# Start and Body made on the hot path without their NamedTuple __new__, a Python
+# function (a frame per message).
+_new_tuple = tuple.__new__
 
 
 class AsgiState(enum.Enum):
@@ -151,9 +154,11 @@ class AsgiResponse:
             raise self._refuse(
                 "asgi-message", f"an ASGI message must be a dict with a 'type' key, got {message!r}"
             ) from None
+        if kind == "http.response.body" and state is _BODY:
+            return self._body(message)  # (most messages: first, in one test)
         if kind in _BODY_MESSAGES:
             if state is _BODY:
-                return self._body(message) if kind == "http.response.body" else self._path(message)
+                return self._path(message)  # (a body message in _BODY is taken above)
             if state is _DONE:
                 # ASGI: messages after the final body are ignored ("the server ... must
                 # not send any more body").
@@ -193,7 +198,7 @@ class AsgiResponse:
             # RFC 9110 8.6 and 9.3.2: HEAD sends no content; a 304's length is that of
             # the unsent body, and a 204 has none. (Recording mode compares at the end.)
             self.declared = declared
-        return Start(status, headers)
+        return _new_tuple(Start, (status, headers))
 
     def _inspect_headers(self, status: int, headers: Any) -> None:
         """Recording mode: what servers accept but the spec does not."""
@@ -237,7 +242,7 @@ class AsgiResponse:
                 )
             body = bytes(body)
         raw_more = message.get("more_body", False)
-        more = bool(raw_more)
+        more = raw_more if raw_more is False or raw_more is True else bool(raw_more)
         if self.declared is not None:
             sent = self.sent + len(body)
             if sent > self.declared or (not more and sent < self.declared):
@@ -254,7 +259,7 @@ class AsgiResponse:
                 self._inspect_length()
         if self.head:
             body = b""
-        return Body(body, more)
+        return _new_tuple(Body, (body, more))
 
     def _cut(self, body: bytes) -> Cut:
         """Enforcing mode: the body breaks the declared length. What is within it may
