@@ -9,8 +9,8 @@ by the GIL. Its throughput is then one request per CPU time of Python spent on o
 whichever thread: this splits that time between the event loop's thread and the worker
 threads, and says how much of it is in the kernel. Each server runs alone, in turn, loaded
 by the suite's client (``benchmarks.loadgen``, 32 connections, every response checked)
-after one second of warm-up; CPU times are the server's threads' (``psutil``), read just
-before and just after the load.
+after one second of warm-up; CPU times are the server process's and its loop thread's
+(``psutil``), read just before and just after the load; the worker threads' are the rest.
 """
 
 from __future__ import annotations
@@ -70,12 +70,14 @@ def measure(http: str, target: str, duration: float, workdir: Path) -> dict[str,
         process.stop()
     main = process.proc.pid  # the event loop runs in the main thread
     loop = after.get(main, 0.0) - before.get(main, 0.0)
-    workers = sum(time - before.get(thread, 0.0) for thread, time in after.items() if thread != main)
+    total = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
+    # Every other thread's, as the process's total less the loop's: the process's times
+    # keep those of threads that ended during the load, which a sum over the threads
+    # alive at the end would miss (one run showed no worker time at all that way).
+    workers = max(0.0, total - loop)
     return {
         "requests_per_second": requests / seconds,
-        "cpu_us": ((cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system))
-        / requests
-        * 1e6,
+        "cpu_us": total / requests * 1e6,
         "loop_us": loop / requests * 1e6,
         "workers_us": workers / requests * 1e6,
         "kernel_us": (cpu_after.system - cpu_before.system) / requests * 1e6,
