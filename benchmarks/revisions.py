@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
+from functools import partial
 from typing import Any, Callable
 
 from . import scenarios_a2w as a2w
@@ -62,55 +62,40 @@ def extract(revision: str, into: str, name: str) -> None:
         raise SystemExit(f"{revision} has no bridge/ package")
 
 
-def _a2w_batch(app: Any, n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        a2w.one_request(app, a2w._empty, 0, len(a2w.HELLO), a2w.HELLO, {})
-    return (time.perf_counter() - start) / n
-
-
-def _w2a_batch(loop: asyncio.AbstractEventLoop) -> Callable[[Any, int], float]:
-    async def run(app: Any, n: int) -> float:
-        start = time.perf_counter()
-        for _ in range(n):
-            await w2a.one_request(app, [b""], 0, len(w2a.HELLO), w2a.HELLO)
-        return (time.perf_counter() - start) / n
-
-    return lambda app, n: loop.run_until_complete(run(app, n))
-
-
 def compare(
     packages: dict[str, Any], direction: str, rounds: int, requests: int
 ) -> tuple[dict[str, list[float]], float]:
     """Per revision, its ratio to the baseline in each round; and the baseline's median
     time per request (seconds)."""
     loop: asyncio.AbstractEventLoop | None = None
+    driver: a2w.Driver | None = None
     subjects: dict[str, Any]
-    batch: Callable[[Any, int], float]
+    batch: Callable[[Any, int], float]  # seconds for n sequential hellos, each checked
     if direction == "a2w":
         subjects = {
             label: package.AsgiToWsgi(a2w.hello, lifespan="off") for label, package in packages.items()
         }
         subjects["baseline"] = a2w.Baseline(a2w.hello)
-        batch = _a2w_batch
+        driver, hello = a2w.Driver(), _scenario(a2w.SCENARIOS, "a2w.hello")
+        batch = partial(driver.batch, scenario=hello)
     else:
         loop = asyncio.new_event_loop()
         subjects = {label: package.WsgiToAsgi(w2a.hello) for label, package in packages.items()}
         subjects["baseline"] = w2a.Baseline(w2a.hello)
-        batch = _w2a_batch(loop)
+        batch = partial(w2a.run_batch, loop, scenario=_scenario(w2a.SCENARIOS, "w2a.hello"))
     try:
         for app in subjects.values():
-            batch(app, requests)  # warm-up: threads started, caches filled
+            batch(app, n=requests)  # warm-up: threads started, caches filled
         order = list(subjects)
         ratios: dict[str, list[float]] = {label: [] for label in packages}
         baseline: list[float] = []
         for round_ in range(rounds):
             shift = round_ % len(order)
-            times = {label: batch(subjects[label], requests) for label in order[shift:] + order[:shift]}
+            times = {label: batch(subjects[label], n=requests) for label in order[shift:] + order[:shift]}
             baseline.append(times["baseline"])
             for label in packages:
                 ratios[label].append(times[label] / times["baseline"])
-        return ratios, statistics.median(baseline)
+        return ratios, statistics.median(baseline) / requests
     finally:
         for app in subjects.values():
             close = getattr(app, "close", None)
@@ -118,6 +103,13 @@ def compare(
                 close()
         if loop is not None:
             loop.close()
+        if driver is not None:
+            driver.close()
+
+
+def _scenario(scenarios: list[Any], scenario_id: str) -> Any:
+    """The in-process tier's hello scenario: its app, request and checks."""
+    return next(scenario for scenario in scenarios if scenario.id == scenario_id)
 
 
 def main(argv: list[str] | None = None) -> int:
