@@ -192,9 +192,7 @@ class Handoff(Generic[T]):
         is woken to find that), and a consumer's get still waits for ``close()``."""
         with self._lock:
             self._refused = True
-            items = self._items
-            if items:
-                items = self._take_all()
+            items = self._take_all()
             if not self._thread_waiting and not self._loop_waiting:
                 return items  # nobody to wake (as in close())
             waiters = self._claim_waiters()
@@ -290,9 +288,7 @@ class Handoff(Generic[T]):
                 self._wait_in_thread(wait)
                 if not self._items and should_stop():
                     raise Closed("stopped while waiting for data")
-            items = self._items  # (_take_all, inline: once or twice per request)
-            self._items = []
-            self._queued = 0
+            items = self._take_all()
             event = self._loop_event if self._loop_waiting else None
             self._loop_waiting = False
         if event is not None:

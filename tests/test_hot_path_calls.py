@@ -47,7 +47,7 @@ BATCH = 40
 #: events are not there yet (a race by design, as its wake-ups in test_hops.py).
 PINS = {
     "w2a": (54, 54),
-    "a2w": (40, 41),
+    "a2w": (42, 43),
 }
 
 
