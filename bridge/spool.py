@@ -13,7 +13,6 @@ while receiving a chunked one) streams to the app as before, after what was rece
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from typing import IO, Any, Callable, Tuple
 
@@ -178,12 +177,7 @@ async def receive_body(
     file: IO[bytes] | None = None
     more = True
     try:
-        # Per chunk (a 1 MiB upload is 16 or more): the budget's fields are used
-        # directly, not through take() and over, and the limits are held in names.
-        limit = budget.limit
-        until = length if length is not None else sys.maxsize
-        most = max_body if max_body is not None else sys.maxsize
-        while more and size < until:
+        while more and (length is None or size < length):
             if length is None and size > spool:
                 break  # too long to hold: the rest streams to the app as it reads
             message = await receive()
@@ -199,25 +193,21 @@ async def receive_body(
             if type(chunk) is not bytes or type(more) is not bool:
                 chunk, more = parse_http_request(message)  # the slow path: copy, or refuse
             del message  # (it would hold the chunk after it was written, while receive() waits)
-            n = len(chunk)
-            if size + n > until:
-                chunk, more = chunk[: until - size], False
-                n = len(chunk)
-            if size + n > most:
-                raise BodyTooLargeError(most)
-            if not n:
+            if length is not None and size + len(chunk) > length:
+                chunk, more = chunk[: length - size], False
+            if max_body is not None and size + len(chunk) > max_body:
+                raise BodyTooLargeError(max_body)
+            if not chunk:
                 await anyio.lowlevel.checkpoint()  # a receive() that never suspends
                 continue
             parts.append(chunk)
+            size += len(chunk)
+            pending += len(chunk)
+            budget.take(len(chunk))
             del chunk  # parts has it, until it is written
-            size += n
-            pending += n
-            held = budget.held = budget.held + n
-            if file is None:
-                if size <= memory and held < limit:
-                    continue
+            if file is None and (size > memory or budget.over):
                 file = await anyio.to_thread.run_sync(tempfile.TemporaryFile)
-            if pending >= WRITE_SIZE or budget.held >= limit:
+            if file is not None and (pending >= WRITE_SIZE or budget.over):
                 await anyio.to_thread.run_sync(_write, file, parts)
                 budget.give(pending)
                 parts.clear()  # (the caller's name for the list must not keep them)
