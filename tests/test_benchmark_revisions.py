@@ -56,3 +56,30 @@ def test_two_copies_of_one_revision_side_by_side() -> None:
         ("w2a", "2"),
     ]
     assert all(0.1 < float(ratio) < 10 for _, _, ratio in rows)
+
+
+def test_another_scenario_of_the_tier() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.revisions",
+            "HEAD",
+            "--scenario",
+            "echo-1mib",
+            "--direction",
+            "a2w",
+            "--rounds",
+            "2",
+            "--requests",
+            "2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = re.findall(r"^\| a2w echo-1mib \| 1\. HEAD \| ([\d.]+)x \|.*\| 2 \|$", result.stdout, re.MULTILINE)
+    assert len(rows) == 1 and 0.1 < float(rows[0]) < 10
