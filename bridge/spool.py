@@ -173,6 +173,13 @@ async def receive_body(
     passes ``max_body``, and InvalidScopeError for a message that breaks the ASGI spec.
     """
     size = pending = sum(map(len, parts))
+    # A declared length that fits in memory and in the budget: counted whole, at once,
+    # so its chunks go to memory without accounting of their own (a 1 MiB upload is 16
+    # or more of them). The budget then holds what this body will hold, a little early.
+    counted = length is not None and length <= memory and budget.held + length < budget.limit
+    if counted:
+        assert length is not None
+        pending = length
     budget.take(pending)
     file: IO[bytes] | None = None
     more = True
@@ -202,6 +209,8 @@ async def receive_body(
                 continue
             parts.append(chunk)
             size += len(chunk)
+            if counted:
+                continue
             pending += len(chunk)
             budget.take(len(chunk))
             del chunk  # parts has it, until it is written

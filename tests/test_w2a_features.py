@@ -682,6 +682,36 @@ async def test_bodies_in_memory_over_the_budget_go_to_files(monkeypatch: pytest.
     assert adapter._body_memory.held == 0
 
 
+@pytest.mark.parametrize(
+    ("max_body_memory", "held_at_each_receive", "spooled"),
+    [
+        (10**6, [0, 600], False),  # fits: the declared 600 counted from the first message on
+        (700, [0, 300], True),  # 600 would reach 700 with what is held: chunk by chunk, then a file
+    ],
+)
+async def test_a_declared_body_that_fits_the_budget_is_counted_whole_at_once(
+    monkeypatch: pytest.MonkeyPatch, max_body_memory: int, held_at_each_receive: list[int], spooled: bool
+) -> None:
+    spied = Spied(monkeypatch)
+    app = Reader()
+    adapter = WsgiToAsgi(app, preload_body=1000, max_body_memory=max_body_memory)
+    adapter._body_memory.take(100)  # another request's body, held meanwhile
+    client = Client([b"a" * 300, b"b" * 300])
+    held: list[int] = []
+    receive = client.receive
+
+    async def counting_receive() -> Any:
+        held.append(adapter._body_memory.held - 100)
+        return await receive()
+
+    client.receive = counting_receive  # type: ignore[method-assign]
+    await client.run(adapter, http_scope("/", method="POST", headers=_headers(600)), timeout=WAIT)
+    assert client.exchange.status == 200 and app.body == b"a" * 300 + b"b" * 300
+    assert held == held_at_each_receive
+    assert bool(spied.files) == spooled
+    assert adapter._body_memory.held == 100  # this request's part came back
+
+
 async def test_the_memory_budget_comes_back_whatever_the_end(monkeypatch: pytest.MonkeyPatch) -> None:
     Spied(monkeypatch)
     adapter = WsgiToAsgi(
