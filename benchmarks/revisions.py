@@ -1,28 +1,32 @@
-"""An in-process scenario of bridge (the hello, by default) at several git revisions, side
-by side, in one process pinned to one CPU:
+"""An in-process scenario of bridge (the hello, by default) at several git revisions, each
+in processes of its own pinned to one CPU, against the no-adapter baseline in the same
+process:
 
     python -m benchmarks.revisions 2a8e793 HEAD            # both directions
-    python -m benchmarks.revisions HEAD~3 HEAD --direction a2w --rounds 60
+    python -m benchmarks.revisions HEAD~3 HEAD --direction a2w --processes 12
     python -m benchmarks.revisions HEAD HEAD               # an A/A run: the noise
     python -m benchmarks.revisions 2a8e793 HEAD --scenario echo-1mib
 
-Why: comparing revisions with ``python -m benchmarks`` in turn, one process each, mixes
-the code's cost with where the kernel puts each process's threads. On two cores an
-``AsgiToWsgi`` hello's ratio to the baseline was bimodal: the same code gave 0.58 and 0.93
-in one process, depending only on the adapter instance (each has its own loop thread),
-and five full runs of one revision spread from 0.57 to 0.99. Pinned to one CPU, the
-threads take turns, so the time per request is the Python work and the thread switches
-each revision costs: two copies of one revision then agree within 0.02 to 0.05
-(give each revision twice: the spread of its copies is the run's noise).
+Why: comparing revisions with ``python -m benchmarks`` in turn mixes the code's cost with
+where the kernel puts each process's threads. On two cores an ``AsgiToWsgi`` hello's ratio
+to the baseline was bimodal: the same code gave 0.58 and 0.93 in one process, depending
+only on the adapter instance, and five full runs of one revision spread from 0.57 to 0.99.
+Pinned to one CPU the threads take turns, but a process still settles into one of two
+patterns of thread switches (on one machine, a ``WsgiToAsgi`` hello took about 4.7
+voluntary and 3.5 involuntary switches per request in one, 3.8 and 2.5 in the other, and
+its time followed them: 49-51 µs against 43-46), and which one depends on the process and
+on the copy of the code (four copies of one revision in one process measured 1.18 to 1.28
+times the baseline). So each revision runs in ``--processes`` processes, in turns with the
+others, and the figure is the median of the processes' medians (one process's median
+ratio over ``--rounds`` rounds); the lowest and highest process show the spread.
 
 Each revision's ``bridge/`` is extracted with ``git archive`` into a package of its own
-(``bridge`` imports itself relatively, so the copies do not mix) and wraps the in-process
-tier's app of the scenario (``--scenario``: one of the tier's sequential rows); the
-no-adapter baseline is the tier's. Rounds of ``--requests`` sequential requests per
-subject (default: the tier's full-mode count for the scenario), in an order that
-rotates each round; each revision's time as a ratio to the baseline's in the same round,
-then the median and quartiles.
-Python and the other packages are this environment's: only ``bridge/`` varies.
+(``bridge`` imports itself relatively) and wraps the in-process tier's app of the scenario
+(``--scenario``: one of the tier's sequential rows); the no-adapter baseline is the tier's.
+A round is ``--requests`` sequential requests (default: the tier's full-mode count for the
+scenario) to the revision and as many to the baseline, which goes first in every other
+round; its ratio is the revision's time over the baseline's. Python and the other packages
+are this environment's: only ``bridge/`` varies.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import argparse
 import asyncio
 import importlib
 import io
+import json
 import os
 import statistics
 import subprocess
@@ -69,45 +74,44 @@ SCENARIOS = ("hello", "out-1mib", "echo-1mib")  # the in-process tier's sequenti
 
 
 def compare(
-    packages: dict[str, Any], direction: str, scenario_name: str, rounds: int, requests: int | None
-) -> tuple[dict[str, list[float]], float, int]:
-    """Per revision, its ratio to the baseline in each round; the baseline's median time
+    package: Any, direction: str, scenario_name: str, rounds: int, requests: int | None
+) -> tuple[list[float], float, int]:
+    """The revision's ratio to the baseline in each round; the baseline's median time
     per request (seconds); and the requests per subject per round."""
     loop: asyncio.AbstractEventLoop | None = None
     driver: a2w.Driver | None = None
-    subjects: dict[str, Any]
+    subject: Any
+    baseline: Any
     batch: Callable[[Any, int], float]  # seconds for n sequential requests, each checked
     if direction == "a2w":
         scenario = _scenario(a2w.SCENARIOS, f"a2w.{scenario_name}")
-        subjects = {
-            label: package.AsgiToWsgi(scenario.app, lifespan="off") for label, package in packages.items()
-        }
-        subjects["baseline"] = a2w.Baseline(scenario.app)
+        subject = package.AsgiToWsgi(scenario.app, lifespan="off")
+        baseline = a2w.Baseline(scenario.app)
         driver = a2w.Driver()
         batch = partial(driver.batch, scenario=scenario)
     else:
         scenario = _scenario(w2a.SCENARIOS, f"w2a.{scenario_name}")
         loop = asyncio.new_event_loop()
-        subjects = {label: package.WsgiToAsgi(scenario.app) for label, package in packages.items()}
-        subjects["baseline"] = w2a.Baseline(scenario.app)
+        subject = package.WsgiToAsgi(scenario.app)
+        baseline = w2a.Baseline(scenario.app)
         batch = partial(w2a.run_batch, loop, scenario=scenario)
     if requests is None:
         requests = scenario.requests
     try:
-        for app in subjects.values():
-            batch(app, n=requests)  # warm-up: threads started, caches filled
-        order = list(subjects)
-        ratios: dict[str, list[float]] = {label: [] for label in packages}
-        baseline: list[float] = []
+        batch(subject, n=requests)  # warm-up: threads started, caches filled
+        batch(baseline, n=requests)
+        ratios: list[float] = []
+        baseline_times: list[float] = []
         for round_ in range(rounds):
-            shift = round_ % len(order)
-            times = {label: batch(subjects[label], n=requests) for label in order[shift:] + order[:shift]}
-            baseline.append(times["baseline"])
-            for label in packages:
-                ratios[label].append(times[label] / times["baseline"])
-        return ratios, statistics.median(baseline) / requests, requests
+            if round_ % 2:  # (which goes first alternates)
+                base_time, subject_time = batch(baseline, n=requests), batch(subject, n=requests)
+            else:
+                subject_time, base_time = batch(subject, n=requests), batch(baseline, n=requests)
+            baseline_times.append(base_time)
+            ratios.append(subject_time / base_time)
+        return ratios, statistics.median(baseline_times) / requests, requests
     finally:
-        for app in subjects.values():
+        for app in (subject, baseline):
             close = getattr(app, "close", None)
             if close is not None:
                 close()
@@ -126,10 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.revisions", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("revisions", nargs="+", help="git revisions (the same one twice: an A/A run)")
+    parser.add_argument("revisions", nargs="*", help="git revisions (the same one twice: an A/A run)")
     parser.add_argument("--direction", choices=("a2w", "w2a", "both"), default="both")
     parser.add_argument("--scenario", choices=SCENARIOS, default="hello")
-    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument(
+        "--processes", type=int, default=8, help="processes per revision and direction (default 8)"
+    )
+    parser.add_argument("--rounds", type=int, default=20, help="rounds per process (default 20)")
     parser.add_argument(
         "--requests",
         type=int,
@@ -139,37 +146,77 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cpu", type=int, default=None, help="the CPU to pin to (default: the first allowed)"
     )
+    parser.add_argument("--child", nargs=2, metavar=("DIR", "PACKAGE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.rounds < 2 or (args.requests is not None and args.requests < 1):
-        parser.error("--rounds must be at least 2 (quartiles), --requests at least 1")
+    if args.rounds < 1 or args.processes < 1 or (args.requests is not None and args.requests < 1):
+        parser.error("--rounds, --processes and --requests must be at least 1")
 
     allowed = sorted(os.sched_getaffinity(0))
     cpu = allowed[0] if args.cpu is None else args.cpu
-    os.sched_setaffinity(0, {cpu})  # before any thread starts: they inherit it
+    if args.child is not None:
+        return _child(args, cpu)
+    if not args.revisions:
+        parser.error("give at least one git revision")
     labels = [f"{i + 1}. {revision}" for i, revision in enumerate(args.revisions)]
+    directions = ("w2a", "a2w") if args.direction == "both" else (args.direction,)
     with tempfile.TemporaryDirectory(prefix="bridge-revisions-") as tmp:
         for i, revision in enumerate(args.revisions):
             extract(revision, tmp, f"bridge_rev{i}")
-        sys.path.insert(0, tmp)
-        packages = {label: importlib.import_module(f"bridge_rev{i}") for i, label in enumerate(labels)}
-        directions = ("w2a", "a2w") if args.direction == "both" else (args.direction,)
-        print(f"Pinned to CPU {cpu}; {args.rounds} rounds per subject.\n")
         print(
-            "| direction | revision | ratio to the baseline: median | quartiles "
-            "| baseline per request | requests per round |"
+            f"Pinned to CPU {cpu}; per revision and direction, {args.processes} processes of "
+            f"{args.rounds} rounds.\n"
+        )
+        print(
+            "| direction | revision | ratio to the baseline: median of the processes' medians "
+            "| lowest to highest process | baseline per request | requests per round |"
         )
         print("|---|---|---|---|---|---|")
         for direction in directions:
-            ratios, baseline, requests = compare(
-                packages, direction, args.scenario, args.rounds, args.requests
-            )
-            for label in labels:
-                values = ratios[label]
-                q1, _, q3 = statistics.quantiles(values, n=4)
+            medians: dict[int, list[float]] = {i: [] for i in range(len(labels))}
+            baselines: list[float] = []
+            requests = 0
+            for process in range(args.processes):
+                order = list(range(len(labels)))
+                shift = process % len(order)
+                for i in order[shift:] + order[:shift]:
+                    ratio, baseline, requests = _run_child(tmp, f"bridge_rev{i}", direction, args, cpu)
+                    medians[i].append(ratio)
+                    baselines.append(baseline)
+            for i, label in enumerate(labels):
+                values = medians[i]
                 print(
                     f"| {direction} {args.scenario} | {label} | {statistics.median(values):.3f}x | "
-                    f"{q1:.3f} to {q3:.3f} | {baseline * 1e6:.1f} µs | {requests} |"
+                    f"{min(values):.3f} to {max(values):.3f} | "
+                    f"{statistics.median(baselines) * 1e6:.1f} µs | {requests} |"
                 )
+    return 0
+
+
+def _run_child(
+    tmp: str, package: str, direction: str, args: argparse.Namespace, cpu: int
+) -> tuple[float, float, int]:
+    """One process's median ratio, its baseline's median time per request, and the requests per round."""
+    command = [sys.executable, "-m", "benchmarks.revisions", "--child", tmp, package]
+    command += ["--direction", direction, "--scenario", args.scenario, "--rounds", str(args.rounds)]
+    command += ["--cpu", str(cpu)]
+    if args.requests is not None:
+        command += ["--requests", str(args.requests)]
+    done = subprocess.run(command, cwd=str(ROOT), capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"measuring {package} ({direction}) failed:\n{done.stderr}")
+    ratio, baseline, requests = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(ratio), float(baseline), int(requests)
+
+
+def _child(args: argparse.Namespace, cpu: int) -> int:
+    """In a process of its own: one revision against the baseline; prints the median
+    ratio, the baseline's median time per request and the requests per round (JSON)."""
+    os.sched_setaffinity(0, {cpu})  # before any thread starts: they inherit it
+    directory, name = args.child
+    sys.path.insert(0, directory)
+    package = importlib.import_module(name)
+    ratios, baseline, requests = compare(package, args.direction, args.scenario, args.rounds, args.requests)
+    print(json.dumps([statistics.median(ratios), baseline, requests]))
     return 0
 
 

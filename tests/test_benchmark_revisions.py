@@ -40,7 +40,19 @@ def test_a_revision_becomes_a_package_of_its_own(tmp_path: object) -> None:
 
 def test_two_copies_of_one_revision_side_by_side() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.revisions", "HEAD", "HEAD", "--rounds", "3", "--requests", "10"],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.revisions",
+            "HEAD",
+            "HEAD",
+            "--rounds",
+            "3",
+            "--requests",
+            "10",
+            "--processes",
+            "2",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
