@@ -19,6 +19,7 @@ on the copy of the code (four copies of one revision in one process measured 1.1
 times the baseline). So each revision runs in ``--processes`` processes, in turns with the
 others, and the figure is the median of the processes' medians (one process's median
 ratio over ``--rounds`` rounds); the lowest and highest process show the spread.
+``--cpu all`` leaves the processes on every CPU, as ``python -m benchmarks`` does.
 
 Each revision's ``bridge/`` is extracted with ``git archive`` into a package of its own
 (``bridge`` imports itself relatively) and wraps the in-process tier's app of the scenario
@@ -144,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         help="sequential requests per subject per round (default: the tier's, 400 hellos or 20 MiB)",
     )
     parser.add_argument(
-        "--cpu", type=int, default=None, help="the CPU to pin to (default: the first allowed)"
+        "--cpu",
+        default=None,
+        help="the CPU to pin to (default: the first allowed), or 'all': no pinning, the setting of "
+        "python -m benchmarks, where the processes' spread is wider",
     )
     parser.add_argument("--child", nargs=2, metavar=("DIR", "PACKAGE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -152,9 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rounds, --processes and --requests must be at least 1")
 
     allowed = sorted(os.sched_getaffinity(0))
-    cpu = allowed[0] if args.cpu is None else args.cpu
+    cpus = set(allowed) if args.cpu == "all" else {allowed[0] if args.cpu is None else int(args.cpu)}
     if args.child is not None:
-        return _child(args, cpu)
+        return _child(args, cpus)
     if not args.revisions:
         parser.error("give at least one git revision")
     labels = [f"{i + 1}. {revision}" for i, revision in enumerate(args.revisions)]
@@ -163,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, revision in enumerate(args.revisions):
             extract(revision, tmp, f"bridge_rev{i}")
         print(
-            f"Pinned to CPU {cpu}; per revision and direction, {args.processes} processes of "
+            f"On CPUs {sorted(cpus)}; per revision and direction, {args.processes} processes of "
             f"{args.rounds} rounds.\n"
         )
         print(
@@ -179,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                 order = list(range(len(labels)))
                 shift = process % len(order)
                 for i in order[shift:] + order[:shift]:
-                    ratio, baseline, requests = _run_child(tmp, f"bridge_rev{i}", direction, args, cpu)
+                    ratio, baseline, requests = _run_child(tmp, f"bridge_rev{i}", direction, args, cpus)
                     medians[i].append(ratio)
                     baselines.append(baseline)
             for i, label in enumerate(labels):
@@ -193,12 +197,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_child(
-    tmp: str, package: str, direction: str, args: argparse.Namespace, cpu: int
+    tmp: str, package: str, direction: str, args: argparse.Namespace, cpus: set[int]
 ) -> tuple[float, float, int]:
     """One process's median ratio, its baseline's median time per request, and the requests per round."""
     command = [sys.executable, "-m", "benchmarks.revisions", "--child", tmp, package]
     command += ["--direction", direction, "--scenario", args.scenario, "--rounds", str(args.rounds)]
-    command += ["--cpu", str(cpu)]
+    command += ["--cpu", "all" if len(cpus) > 1 else str(min(cpus))]
     if args.requests is not None:
         command += ["--requests", str(args.requests)]
     done = subprocess.run(command, cwd=str(ROOT), capture_output=True, text=True, timeout=600, check=False)
@@ -208,10 +212,10 @@ def _run_child(
     return float(ratio), float(baseline), int(requests)
 
 
-def _child(args: argparse.Namespace, cpu: int) -> int:
+def _child(args: argparse.Namespace, cpus: set[int]) -> int:
     """In a process of its own: one revision against the baseline; prints the median
     ratio, the baseline's median time per request and the requests per round (JSON)."""
-    os.sched_setaffinity(0, {cpu})  # before any thread starts: they inherit it
+    os.sched_setaffinity(0, cpus)  # before any thread starts: they inherit it
     directory, name = args.child
     sys.path.insert(0, directory)
     package = importlib.import_module(name)

@@ -24,7 +24,7 @@ from ._types import Receive
 from .errors import BodyTooLargeError, InvalidScopeError
 from .http import parse_http_request
 
-__all__ = ["WRITE_SIZE", "MemoryBudget", "Received", "message_type", "receive_body", "receive_start"]
+__all__ = ["WRITE_SIZE", "MemoryBudget", "Received", "request_chunk", "receive_body", "receive_start"]
 
 #: Bytes gathered in memory before each write to the spool file.
 WRITE_SIZE = 256 * 1024
@@ -88,14 +88,27 @@ class Received:
         return pull
 
 
-def message_type(message: Any) -> object:
-    """The ``type`` of what ``receive()`` returned; InvalidScopeError if it is no dict."""
+def request_chunk(message: Any) -> Tuple[bytes, bool] | None:
+    """The ``body`` and ``more_body`` of what ``receive()`` returned, when it is an
+    ``http.request`` message; None for ``http.disconnect``. Anything else breaks the
+    ASGI spec: InvalidScopeError, naming what was wrong."""
     try:
-        return message.get("type")
+        kind = message.get("type")
     except AttributeError:
         raise InvalidScopeError(
             f"receive() must return an ASGI message (a dict), got {type(message).__name__}"
         ) from None
+    if kind == "http.request":
+        body = message.get("body", b"")
+        more = message.get("more_body", False)
+        if type(body) is bytes and type(more) is bool:
+            return body, more
+        # The slow path: bytes-like bodies are copied, anything else is refused,
+        # naming the field (a str body must never reach the app).
+        return parse_http_request(message)
+    if kind == "http.disconnect":
+        return None
+    raise InvalidScopeError(f"expected http.request or http.disconnect from receive(), got {kind!r}")
 
 
 async def receive_start(
@@ -113,21 +126,13 @@ async def receive_start(
     Content-Length; bytes past it are dropped. None if the client left first; raises
     BodyTooLargeError past ``max_body``, InvalidScopeError for a message that is not
     the spec's."""
-    message = await receive()
-    kind = message_type(message)
-    if kind == "http.disconnect":
+    # (The message is not named here: it would keep a second reference to the body for
+    # the whole request, a slow crowd's first chunks while they wait for threads.)
+    got = request_chunk(await receive())
+    if got is None:
         return None  # the client left before the request began: nothing to run
-    if kind != "http.request":
-        raise InvalidScopeError(f"expected an http.request message from receive(), got {kind!r}")
-    body = message.get("body", b"")
-    more = message.get("more_body", False)
-    if type(body) is not bytes or type(more) is not bool:
-        # The slow path: bytes-like bodies are copied, anything else is refused,
-        # naming the field (a str body must never reach the app).
-        body, more = parse_http_request(message)
-    # The body is ``body`` from here: the message would keep a second reference to it
-    # for the whole request (a slow crowd's first chunks, while they wait for threads).
-    del message
+    body, more = got
+    del got
     if max_body is not None and length is None and len(body) > max_body:
         raise BodyTooLargeError(max_body)
     if more and spool and (length is None or len(body) < length <= spool):
@@ -176,30 +181,42 @@ async def receive_body(
     # A declared length that fits in memory and in the budget: counted whole, at once,
     # so its chunks go to memory without accounting of their own (a 1 MiB upload is 16
     # or more of them). The budget then holds what this body will hold, a little early.
-    counted = length is not None and length <= memory and budget.held + length < budget.limit
-    if counted:
-        assert length is not None
-        pending = length
+    counted = (
+        length
+        if length is not None
+        and length <= memory
+        and (max_body is None or length <= max_body)
+        and budget.held + length < budget.limit
+        else None
+    )
+    if counted is not None:
+        pending = counted
     budget.take(pending)
     file: IO[bytes] | None = None
     more = True
     try:
+        if counted is not None:
+            # In memory, without accounting per chunk: the loop below without its checks.
+            while more and size < counted:
+                got = request_chunk(await receive())
+                if got is None:
+                    return None
+                chunk, more = got
+                if size + len(chunk) >= counted:
+                    chunk, more = chunk[: counted - size], False
+                if chunk:
+                    parts.append(chunk)
+                    size += len(chunk)
+                elif more:
+                    await anyio.lowlevel.checkpoint()  # a receive() that never suspends
         while more and (length is None or size < length):
             if length is None and size > spool:
                 break  # too long to hold: the rest streams to the app as it reads
-            message = await receive()
-            kind = message_type(message)
-            if kind == "http.disconnect":
+            got = request_chunk(await receive())
+            if got is None:
                 return None
-            if kind != "http.request":
-                raise InvalidScopeError(
-                    f"expected http.request or http.disconnect from receive(), got {kind!r}"
-                )
-            chunk = message.get("body", b"")
-            more = message.get("more_body", False)
-            if type(chunk) is not bytes or type(more) is not bool:
-                chunk, more = parse_http_request(message)  # the slow path: copy, or refuse
-            del message  # (it would hold the chunk after it was written, while receive() waits)
+            chunk, more = got
+            del got  # (it would hold the chunk after it was written, while receive() waits)
             if length is not None and size + len(chunk) > length:
                 chunk, more = chunk[: length - size], False
             if max_body is not None and size + len(chunk) > max_body:
@@ -209,8 +226,6 @@ async def receive_body(
                 continue
             parts.append(chunk)
             size += len(chunk)
-            if counted:
-                continue
             pending += len(chunk)
             budget.take(len(chunk))
             del chunk  # parts has it, until it is written
