@@ -181,34 +181,14 @@ async def receive_body(
     # A declared length that fits in memory and in the budget: counted whole, at once,
     # so its chunks go to memory without accounting of their own (a 1 MiB upload is 16
     # or more of them). The budget then holds what this body will hold, a little early.
-    counted = (
-        length
-        if length is not None
-        and length <= memory
-        and (max_body is None or length <= max_body)
-        and budget.held + length < budget.limit
-        else None
-    )
-    if counted is not None:
-        pending = counted
+    counted = length is not None and length <= memory and budget.held + length < budget.limit
+    if counted:
+        assert length is not None
+        pending = length
     budget.take(pending)
     file: IO[bytes] | None = None
     more = True
     try:
-        if counted is not None:
-            # In memory, without accounting per chunk: the loop below without its checks.
-            while more and size < counted:
-                got = request_chunk(await receive())
-                if got is None:
-                    return None
-                chunk, more = got
-                if size + len(chunk) >= counted:
-                    chunk, more = chunk[: counted - size], False
-                if chunk:
-                    parts.append(chunk)
-                    size += len(chunk)
-                elif more:
-                    await anyio.lowlevel.checkpoint()  # a receive() that never suspends
         while more and (length is None or size < length):
             if length is None and size > spool:
                 break  # too long to hold: the rest streams to the app as it reads
@@ -226,6 +206,8 @@ async def receive_body(
                 continue
             parts.append(chunk)
             size += len(chunk)
+            if counted:
+                continue
             pending += len(chunk)
             budget.take(len(chunk))
             del chunk  # parts has it, until it is written
