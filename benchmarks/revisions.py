@@ -38,6 +38,7 @@ import importlib
 import io
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -76,9 +77,10 @@ SCENARIOS = ("hello", "out-1mib", "echo-1mib")  # the in-process tier's sequenti
 
 def compare(
     package: Any, direction: str, scenario_name: str, rounds: int, requests: int | None
-) -> tuple[list[float], float, int]:
+) -> tuple[list[float], float, int, float]:
     """The revision's ratio to the baseline in each round; the baseline's median time
-    per request (seconds); and the requests per subject per round."""
+    per request (seconds); the requests per subject per round; and the process's thread
+    switches (voluntary and involuntary) per request to the revision."""
     loop: asyncio.AbstractEventLoop | None = None
     driver: a2w.Driver | None = None
     subject: Any
@@ -103,14 +105,18 @@ def compare(
         batch(baseline, n=requests)
         ratios: list[float] = []
         baseline_times: list[float] = []
+        switches = 0
         for round_ in range(rounds):
             if round_ % 2:  # (which goes first alternates)
-                base_time, subject_time = batch(baseline, n=requests), batch(subject, n=requests)
-            else:
-                subject_time, base_time = batch(subject, n=requests), batch(baseline, n=requests)
+                base_time = batch(baseline, n=requests)
+            before = _switches()
+            subject_time = batch(subject, n=requests)
+            switches += _switches() - before
+            if not round_ % 2:
+                base_time = batch(baseline, n=requests)
             baseline_times.append(base_time)
             ratios.append(subject_time / base_time)
-        return ratios, statistics.median(baseline_times) / requests, requests
+        return ratios, statistics.median(baseline_times) / requests, requests, switches / (rounds * requests)
     finally:
         for app in (subject, baseline):
             close = getattr(app, "close", None)
@@ -120,6 +126,11 @@ def compare(
             loop.close()
         if driver is not None:
             driver.close()
+
+
+def _switches() -> int:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_nvcsw + usage.ru_nivcsw
 
 
 def _scenario(scenarios: list[Any], scenario_id: str) -> Any:
@@ -172,25 +183,30 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(
             "| direction | revision | ratio to the baseline: median of the processes' medians "
-            "| lowest to highest process | baseline per request | requests per round |"
+            "| lowest to highest process | thread switches per request | baseline per request "
+            "| requests per round |"
         )
-        print("|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|")
         for direction in directions:
             medians: dict[int, list[float]] = {i: [] for i in range(len(labels))}
+            switches: dict[int, list[float]] = {i: [] for i in range(len(labels))}
             baselines: list[float] = []
             requests = 0
             for process in range(args.processes):
                 order = list(range(len(labels)))
                 shift = process % len(order)
                 for i in order[shift:] + order[:shift]:
-                    ratio, baseline, requests = _run_child(tmp, f"bridge_rev{i}", direction, args, cpus)
+                    ratio, baseline, requests, switched = _run_child(
+                        tmp, f"bridge_rev{i}", direction, args, cpus
+                    )
                     medians[i].append(ratio)
+                    switches[i].append(switched)
                     baselines.append(baseline)
             for i, label in enumerate(labels):
                 values = medians[i]
                 print(
                     f"| {direction} {args.scenario} | {label} | {statistics.median(values):.3f}x | "
-                    f"{min(values):.3f} to {max(values):.3f} | "
+                    f"{min(values):.3f} to {max(values):.3f} | {statistics.median(switches[i]):.2f} | "
                     f"{statistics.median(baselines) * 1e6:.1f} µs | {requests} |"
                 )
     return 0
@@ -198,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_child(
     tmp: str, package: str, direction: str, args: argparse.Namespace, cpus: set[int]
-) -> tuple[float, float, int]:
+) -> tuple[float, float, int, float]:
     """One process's median ratio, its baseline's median time per request, and the requests per round."""
     command = [sys.executable, "-m", "benchmarks.revisions", "--child", tmp, package]
     command += ["--direction", direction, "--scenario", args.scenario, "--rounds", str(args.rounds)]
@@ -208,8 +224,8 @@ def _run_child(
     done = subprocess.run(command, cwd=str(ROOT), capture_output=True, text=True, timeout=600, check=False)
     if done.returncode != 0:
         raise SystemExit(f"measuring {package} ({direction}) failed:\n{done.stderr}")
-    ratio, baseline, requests = json.loads(done.stdout.strip().splitlines()[-1])
-    return float(ratio), float(baseline), int(requests)
+    ratio, baseline, requests, switched = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(ratio), float(baseline), int(requests), float(switched)
 
 
 def _child(args: argparse.Namespace, cpus: set[int]) -> int:
@@ -219,8 +235,10 @@ def _child(args: argparse.Namespace, cpus: set[int]) -> int:
     directory, name = args.child
     sys.path.insert(0, directory)
     package = importlib.import_module(name)
-    ratios, baseline, requests = compare(package, args.direction, args.scenario, args.rounds, args.requests)
-    print(json.dumps([statistics.median(ratios), baseline, requests]))
+    ratios, baseline, requests, switched = compare(
+        package, args.direction, args.scenario, args.rounds, args.requests
+    )
+    print(json.dumps([statistics.median(ratios), baseline, requests, switched]))
     return 0
 
 
