@@ -221,7 +221,7 @@ NOT_RUN = [
     NotRun(
         "docs/benchmarks.md",
         "benchmarks.revisions 2a8e793",
-        "a minute at 60 rounds; tests/test_benchmark_revisions.py runs it, with 3",
+        "a minute or two, 8 processes a revision; tests/test_benchmark_revisions.py runs it, with 2",
     ),
 ]
 
