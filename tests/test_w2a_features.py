@@ -185,16 +185,21 @@ async def test_a_response_already_started_is_cut_short_when_the_body_passes_the_
     declare=st.booleans(),
     preload=st.sampled_from([0, 6, 1024]),
     spool=st.sampled_from([0, 12, 16 * 1024 * 1024]),
+    memory=st.sampled_from([0, 10, 64 * 1024 * 1024]),
 )
 def test_property_the_app_gets_the_whole_body_or_the_client_gets_413(
-    parts: list[bytes], limit: int, declare: bool, preload: int, spool: int
+    parts: list[bytes], limit: int, declare: bool, preload: int, spool: int, memory: int
 ) -> None:
     """Oracle: a body within the limit reaches the app whole (answer 200), by whichever
-    path (in memory, spooled to a file, streamed, or spooled and then streamed); one
-    over it never reaches the app past the limit, and the answer is 413."""
+    path (in memory, counted whole or chunk by chunk against max_body_memory, spooled to
+    a file, streamed, or spooled and then streamed); one over it never reaches the app
+    past the limit, and the answer is 413. Either way the request gives back all it held
+    of the memory budget."""
     body = b"".join(parts)
     app = Reader()
-    adapter = WsgiToAsgi(app, max_body_size=limit, preload_body=preload, spool_body=spool)
+    adapter = WsgiToAsgi(
+        app, max_body_size=limit, preload_body=preload, spool_body=spool, max_body_memory=memory
+    )
 
     async def run() -> Client:
         return await _post(adapter, parts, length=len(body) if declare else None)
@@ -208,6 +213,7 @@ def test_property_the_app_gets_the_whole_body_or_the_client_gets_413(
         assert app.body is None  # it never got a body, not even a truncated one
         if declare:
             assert app.calls == 0
+    assert adapter._body_memory.held == 0
 
 
 # -- environ["bridge.client_disconnected"] ---------------------------------------------------
