@@ -38,21 +38,10 @@ def test_a_revision_becomes_a_package_of_its_own(tmp_path: object) -> None:
     assert out[1] == "[]"  # nothing of the installed bridge was imported by the copy
 
 
-def test_two_copies_of_one_revision_side_by_side() -> None:
+def _revisions(*argv: str) -> str:
+    """``python -m benchmarks.revisions`` with ``argv``, in a few small processes: its output."""
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.revisions",
-            "HEAD",
-            "HEAD",
-            "--rounds",
-            "3",
-            "--requests",
-            "10",
-            "--processes",
-            "2",
-        ],
+        [sys.executable, "-m", "benchmarks.revisions", *argv, "--processes", "2"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -60,7 +49,12 @@ def test_two_copies_of_one_revision_side_by_side() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    rows = re.findall(r"^\| (w2a|a2w) hello \| (\d)\. HEAD \| ([\d.]+)x \|", result.stdout, re.MULTILINE)
+    return result.stdout
+
+
+def test_two_copies_of_one_revision_side_by_side() -> None:
+    out = _revisions("HEAD", "HEAD", "--rounds", "3", "--requests", "10")
+    rows = re.findall(r"^\| (w2a|a2w) hello \| (\d)\. HEAD \| ([\d.]+)x \|", out, re.MULTILINE)
     assert sorted((direction, label) for direction, label, _ in rows) == [
         ("a2w", "1"),
         ("a2w", "2"),
@@ -71,27 +65,13 @@ def test_two_copies_of_one_revision_side_by_side() -> None:
 
 
 def test_another_scenario_of_the_tier() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.revisions",
-            "HEAD",
-            "--scenario",
-            "echo-1mib",
-            "--direction",
-            "a2w",
-            "--rounds",
-            "2",
-            "--requests",
-            "2",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    out = _revisions(
+        "HEAD", "--scenario", "echo-1mib", "--direction", "a2w", "--rounds", "2", "--requests", "2"
     )
-    assert result.returncode == 0, result.stderr
-    rows = re.findall(r"^\| a2w echo-1mib \| 1\. HEAD \| ([\d.]+)x \|.*\| 2 \|$", result.stdout, re.MULTILINE)
-    assert len(rows) == 1 and 0.1 < float(rows[0]) < 10
+    # ratio, spread, thread switches per request, baseline, requests per round
+    rows = re.findall(
+        r"^\| a2w echo-1mib \| 1\. HEAD \| ([\d.]+)x \| [\d.]+ to [\d.]+ \| ([\d.]+) \| [\d.]+ µs \| 2 \|$",
+        out,
+        re.MULTILINE,
+    )
+    assert len(rows) == 1 and 0.1 < float(rows[0][0]) < 10 and float(rows[0][1]) > 0
