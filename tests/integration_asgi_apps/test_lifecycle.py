@@ -23,13 +23,24 @@ def _with_backends(*specs: ServerSpec) -> list[ServerSpec]:
     return [ServerSpec(**{**spec.__dict__, "backend": backend}) for spec in specs for backend in BACKENDS]
 
 
-def _hit_every_worker(server: Server, workers: int, *, timeout: float = 20.0) -> list[dict[str, Any]]:
-    """Concurrent slow requests until ``workers`` distinct pids answered; all responses."""
+def _hit_every_worker(
+    server: Server,
+    workers: int,
+    *,
+    path: str = "/state",
+    params: dict[str, Any] | None = None,
+    timeout: float = 20.0,
+) -> list[dict[str, Any]]:
+    """Concurrent requests (slow ones by default) until ``workers`` distinct pids
+    answered; all responses. Each on a connection of its own: kept-alive connections,
+    once all accepted by one worker, would never reach the other."""
     results: list[dict[str, Any]] = []
+    if params is None:
+        params = {"delay": 0.2}
 
     def fetch(_: int) -> dict[str, Any]:
         with server.client() as client:
-            response = client.get("/state", params={"delay": 0.2})
+            response = client.get(path, params=params)
             assert response.status_code == 200, response.text
             return cast("dict[str, Any]", response.json())
 
@@ -114,13 +125,7 @@ def test_sigterm_exits_cleanly_after_lifespan_shutdown(
     server = server_factory(spec)
     workers = 2 if spec.is_gunicorn else 1
     if spec.app == STARLETTE_APP:
-        with server.client() as client:
-            pids: set[int] = set()
-            deadline = time.monotonic() + 20
-            while len(pids) < workers:
-                assert time.monotonic() < deadline
-                with concurrent.futures.ThreadPoolExecutor(8) as pool:
-                    pids |= set(pool.map(lambda _: client.get("/info").json()["pid"], range(16)))
+        pids = {r["pid"] for r in _hit_every_worker(server, workers, path="/info", params={})}
     else:
         pids = {r["pid"] for r in _hit_every_worker(server, workers)}
     startups = server.lifecycle("startup")
