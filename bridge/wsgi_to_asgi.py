@@ -499,8 +499,8 @@ class _Link:
     # -- the worker's side --------------------------------------------------------------
 
     def run_step(self, func: Callable[[_A], _T], arg: _A, close: Callable[[], None]) -> _T:
-        """Run a worker step, ``func(arg)`` (not a partial: one object fewer per request,
-        measured); if the loop lets go meanwhile, ``close()`` the iterable when it
+        """Run a worker step, ``func(arg)`` (not a partial: one object fewer per
+        request); if the loop lets go meanwhile, ``close()`` the iterable when it
         returns (nobody else can, then)."""
         with self.lock:
             too_late = self.phase is _ABANDONED or self.phase is _ORPHANED
