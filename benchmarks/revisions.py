@@ -215,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run_child(
     tmp: str, package: str, direction: str, args: argparse.Namespace, cpus: set[int]
 ) -> tuple[float, float, int, float]:
-    """One process's median ratio, its baseline's median time per request, and the requests per round."""
+    """One process's median ratio, its baseline's median time per request, the requests
+    per round, and its thread switches per request to the revision."""
     command = [sys.executable, "-m", "benchmarks.revisions", "--child", tmp, package]
     command += ["--direction", direction, "--scenario", args.scenario, "--rounds", str(args.rounds)]
     command += ["--cpu", "all" if len(cpus) > 1 else str(min(cpus))]
@@ -230,7 +231,8 @@ def _run_child(
 
 def _child(args: argparse.Namespace, cpus: set[int]) -> int:
     """In a process of its own: one revision against the baseline; prints the median
-    ratio, the baseline's median time per request and the requests per round (JSON)."""
+    ratio, the baseline's median time per request, the requests per round and the
+    thread switches per request to the revision (JSON)."""
     os.sched_setaffinity(0, cpus)  # before any thread starts: they inherit it
     directory, name = args.child
     sys.path.insert(0, directory)

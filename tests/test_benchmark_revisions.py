@@ -1,6 +1,6 @@
-"""``python -m benchmarks.revisions``: each revision's bridge in a package of its own, in
-one process pinned to one CPU (run here as a subprocess: the pin would hold the test
-process too)."""
+"""``python -m benchmarks.revisions``: each revision's bridge in a package of its own,
+measured in processes of their own pinned to one CPU (run here as a subprocess, with two
+processes a revision: the pin would hold the test process too)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _revisions(*argv: str) -> str:
     return result.stdout
 
 
-def test_two_copies_of_one_revision_side_by_side() -> None:
+def test_one_revision_given_twice_is_measured_twice() -> None:
     out = _revisions("HEAD", "HEAD", "--rounds", "3", "--requests", "10")
     rows = re.findall(r"^\| (w2a|a2w) hello \| (\d)\. HEAD \| ([\d.]+)x \|", out, re.MULTILINE)
     assert sorted((direction, label) for direction, label, _ in rows) == [
